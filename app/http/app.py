@@ -1,0 +1,116 @@
+"""The Litestar application factory: routes, auth, errors, metrics, OpenAPI, lifespan."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from litestar import Litestar
+from litestar.config.app import AppConfig
+from litestar.middleware import DefineMiddleware
+from litestar.openapi import OpenAPIConfig
+from litestar.openapi.plugins import ScalarRenderPlugin
+from litestar.openapi.spec import Components, SecurityScheme
+from litestar.plugins.prometheus import PrometheusConfig, PrometheusController
+
+from app import __version__
+from app.http.auth import BearerAuthMiddleware
+from app.http.health import healthz, readyz
+from app.http.problems import EXCEPTION_HANDLERS
+from app.http.request_context import RequestContext, require_json_body
+from app.http.resources import Resources
+from app.http.subscriptions import SubscriptionController
+from app.security.jwt_auth import KeyConfig, KeyRing, TokenVerifier
+from app.security.secret_box import SecretBox
+from app.security.ssrf import AddressPolicy
+from app.settings import Settings, SettingsError, load_settings
+from app.store.engine import create_engine
+from workers.queue import queue_connection
+
+logger = logging.getLogger(__name__)
+
+UNAUTHENTICATED_PATHS = ["^/healthz$", "^/readyz$", "^/metrics", "^/schema"]
+
+
+class MetricsController(PrometheusController):
+    path = "/metrics"
+    include_in_schema = False
+
+
+def build_resources(settings: Settings) -> Resources:
+    if settings.redis_url is None:
+        raise SettingsError("GATEWAY_REDIS_URL: required to serve (`run` starts one for you)")
+    try:
+        keyring = KeyRing.load(
+            KeyConfig(
+                hs256_secrets=settings.jwt_secrets,
+                public_key_files=settings.jwt_public_keys,
+                jwks_url=settings.jwt_jwks_url,
+            )
+        )
+    except ValueError as exc:
+        raise SettingsError(f"GATEWAY_JWT_SECRETS / GATEWAY_JWT_PUBLIC_KEYS / GATEWAY_JWT_JWKS_URL: {exc}") from None
+    return Resources(
+        settings=settings,
+        engine=create_engine(settings.database_url),
+        redis=queue_connection(settings.redis_url),
+        verifier=TokenVerifier(
+            keyring, issuer=settings.jwt_issuer, audience=settings.jwt_audience
+        ),
+        keyring=keyring,
+        secret_box=SecretBox(settings.secret_key),
+        address_policy=AddressPolicy(allow_cidrs=settings.ssrf_allow_cidrs),
+    )
+
+
+def create_app(settings: Settings | None = None) -> Litestar:
+    settings = settings or load_settings()
+    # Build (and so validate) everything before serving; a bad key file stops start-up here.
+    resources = build_resources(settings)
+
+    @asynccontextmanager
+    async def lifespan(app: Litestar) -> AsyncIterator[None]:
+        app.state.resources = resources
+        try:
+            yield
+        finally:
+            await resources.redis.aclose()
+            await resources.keyring.aclose()
+            await resources.engine.dispose()
+
+    prometheus = PrometheusConfig(
+        app_name="pwbi-gateway",
+        prefix="gateway",
+        group_path=True,
+        exclude=["^/metrics"],
+        excluded_http_methods=["OPTIONS"],
+    )
+    config = AppConfig(
+        route_handlers=[healthz, readyz, MetricsController, SubscriptionController],
+        lifespan=[lifespan],
+        exception_handlers=EXCEPTION_HANDLERS,
+        middleware=[
+            prometheus.middleware,
+            DefineMiddleware(BearerAuthMiddleware, exclude=UNAUTHENTICATED_PATHS),
+        ],
+        before_request=require_json_body,
+        request_max_body_size=settings.max_body_bytes,
+        openapi_config=OpenAPIConfig(
+            title="pwbi-gateway",
+            version=__version__,
+            description="Canonical F&B events in, signed webhooks out.",
+            path="/schema",
+            render_plugins=[ScalarRenderPlugin()],
+            components=Components(
+                security_schemes={
+                    "bearer": SecurityScheme(type="http", scheme="bearer", bearer_format="JWT")
+                }
+            ),
+            security=[{"bearer": []}],
+        ),
+        debug=False,
+    )
+    app = Litestar.from_config(config)
+    app.asgi_handler = RequestContext(app.asgi_handler)
+    return app

@@ -1,0 +1,301 @@
+"""Partner API for subscriptions: create, list, read, change, delete, rotate, enable/disable."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+import msgspec
+from litestar import Controller, Request, delete, get, patch, post
+from litestar.params import JSONBody, Parameter
+from litestar.status_codes import HTTP_200_OK, HTTP_201_CREATED, HTTP_204_NO_CONTENT
+
+from app.http.auth import principal_of, requires_scope
+from app.http.pagination import DEFAULT_LIMIT, MAX_LIMIT, decode_cursor, next_cursor
+from app.http.problems import ApiError, FieldError, invalid_field, not_found
+from app.http.resources import Resources, resources_of
+from app.security.secret_box import new_webhook_secret
+from app.security.ssrf import UrlRejected, vet_webhook_url
+from app.store import subscriptions as store
+from contracts.api import (
+    RotateSecret,
+    Subscription,
+    SubscriptionCreate,
+    SubscriptionList,
+    SubscriptionUpdate,
+    SubscriptionWithSecret,
+)
+from contracts.event_types import pattern_problem
+
+# Headers we set ourselves, or that would break the request if a partner overrode them.
+_RESERVED_HEADERS = frozenset(
+    {
+        "host",
+        "content-type",
+        "content-length",
+        "content-encoding",
+        "transfer-encoding",
+        "connection",
+        "user-agent",
+        "webhook-id",
+        "webhook-timestamp",
+        "webhook-signature",
+    }
+)
+_HEADER_NAME_CHARS = frozenset("!#$%&'*+-.^_`|~0123456789abcdefghijklmnopqrstuvwxyz")
+
+SubscriptionId = Annotated[str, Parameter(description="Subscription id (sub_...)", max_length=40)]
+
+
+async def _checked_url(resources: Resources, url: str) -> str:
+    settings = resources.settings
+    try:
+        return await vet_webhook_url(
+            url, policy=resources.address_policy, allow_http=settings.allow_http
+        )
+    except UrlRejected as exc:
+        raise invalid_field("url", str(exc)) from None
+
+
+def _check_event_types(patterns: list[str]) -> list[str]:
+    errors = [
+        FieldError(field=f"event_types[{i}]", message=problem, source="body")
+        for i, p in enumerate(patterns)
+        if (problem := pattern_problem(p))
+    ]
+    if errors:
+        raise ApiError(422, "; ".join(e.message for e in errors), errors=errors)
+    return sorted(set(patterns), key=patterns.index)
+
+
+def _check_headers(headers: dict[str, str]) -> dict[str, str]:
+    errors: list[FieldError] = []
+    for name, value in headers.items():
+        field = f"headers.{name}"
+        if not name or not set(name.lower()) <= _HEADER_NAME_CHARS:
+            errors.append(FieldError(field=field, message="not a valid header name"))
+        elif name.lower() in _RESERVED_HEADERS:
+            errors.append(FieldError(field=field, message="set by the gateway; cannot override"))
+        elif any(c in value for c in "\r\n\0"):
+            errors.append(FieldError(field=field, message="value must not contain line breaks"))
+    if errors:
+        raise ApiError(422, "; ".join(f"{e.field}: {e.message}" for e in errors), errors=errors)
+    return headers
+
+
+async def _check_source_ids(resources: Resources, tenant_id: str, ids: list[str] | None) -> None:
+    if not ids:
+        return
+    async with resources.engine.connect() as conn:
+        unknown = await store.unknown_source_ids(conn, tenant_id, ids)
+    if unknown:
+        raise invalid_field("source_ids", f"unknown source ids: {', '.join(unknown)}")
+
+
+def _with_secret(
+    subscription: Subscription, secret: str, previous_expires: Any = None
+) -> SubscriptionWithSecret:
+    return SubscriptionWithSecret(
+        **msgspec.structs.asdict(subscription),
+        secret=secret,
+        previous_secret_expires_at=previous_expires,
+    )
+
+
+class SubscriptionController(Controller):
+    path = "/v1/subscriptions"
+    tags = ["subscriptions"]  # noqa: RUF012
+
+    @post(
+        "/",
+        status_code=HTTP_201_CREATED,
+        guards=[requires_scope("subscriptions:write")],
+        summary="Create a subscription",
+        description="Returns the signing secret; it is shown only here and on rotation.",
+    )
+    async def create_subscription(
+        self, request: Request[Any, Any, Any], data: JSONBody[SubscriptionCreate]
+    ) -> SubscriptionWithSecret:
+        resources = resources_of(request.app.state)
+        principal = principal_of(request)
+        data.url = await _checked_url(resources, data.url)
+        data.event_types = _check_event_types(data.event_types)
+        data.headers = _check_headers(data.headers)
+        await _check_source_ids(resources, principal.tenant_id, data.source_ids)
+        secret = new_webhook_secret()
+        async with resources.engine.begin() as conn:
+            created = await store.insert_subscription(
+                conn,
+                tenant_id=principal.tenant_id,
+                body=data,
+                sealed_secret=resources.secret_box.seal(secret),
+                actor=principal.actor,
+            )
+        return _with_secret(created, secret)
+
+    @get("/", guards=[requires_scope("subscriptions:read")], summary="List subscriptions")
+    async def list_subscriptions(
+        self,
+        request: Request[Any, Any, Any],
+        limit: Annotated[int, Parameter(ge=1, le=MAX_LIMIT)] = DEFAULT_LIMIT,
+        cursor: Annotated[str | None, Parameter(max_length=100)] = None,
+    ) -> SubscriptionList:
+        resources = resources_of(request.app.state)
+        principal = principal_of(request)
+        before_id = decode_cursor(cursor, "sub")
+        async with resources.engine.connect() as conn:
+            rows = await store.list_subscriptions(
+                conn, principal.tenant_id, limit=limit, before_id=before_id
+            )
+        return SubscriptionList(data=rows, next_cursor=next_cursor([r.id for r in rows], limit))
+
+    @get(
+        "/{subscription_id:str}",
+        guards=[requires_scope("subscriptions:read")],
+        summary="Read a subscription",
+    )
+    async def get_subscription(
+        self, request: Request[Any, Any, Any], subscription_id: SubscriptionId
+    ) -> Subscription:
+        resources = resources_of(request.app.state)
+        async with resources.engine.connect() as conn:
+            found = await store.get_subscription(
+                conn, principal_of(request).tenant_id, subscription_id
+            )
+        if found is None:
+            raise not_found("subscription")
+        return found
+
+    @patch(
+        "/{subscription_id:str}",
+        guards=[requires_scope("subscriptions:write")],
+        summary="Change a subscription",
+    )
+    async def update_subscription(
+        self,
+        request: Request[Any, Any, Any],
+        subscription_id: SubscriptionId,
+        data: JSONBody[SubscriptionUpdate],
+    ) -> Subscription:
+        resources = resources_of(request.app.state)
+        principal = principal_of(request)
+        changes = {
+            name: value
+            for name, value in msgspec.structs.asdict(data).items()
+            if value is not msgspec.UNSET
+        }
+        if "url" in changes:
+            changes["url"] = await _checked_url(resources, changes["url"])
+        if "event_types" in changes:
+            changes["event_types"] = _check_event_types(changes["event_types"])
+        if "headers" in changes:
+            changes["headers"] = _check_headers(changes["headers"])
+        if "source_ids" in changes:
+            await _check_source_ids(resources, principal.tenant_id, changes["source_ids"])
+        async with resources.engine.begin() as conn:
+            updated = await store.update_subscription(
+                conn,
+                tenant_id=principal.tenant_id,
+                subscription_id=subscription_id,
+                changes=changes,
+                actor=principal.actor,
+            )
+        if updated is None:
+            raise not_found("subscription")
+        return updated
+
+    @delete(
+        "/{subscription_id:str}",
+        status_code=HTTP_204_NO_CONTENT,
+        guards=[requires_scope("subscriptions:write")],
+        summary="Delete a subscription",
+        description="Stops future deliveries and cancels pending ones.",
+    )
+    async def delete_subscription(
+        self, request: Request[Any, Any, Any], subscription_id: SubscriptionId
+    ) -> None:
+        resources = resources_of(request.app.state)
+        principal = principal_of(request)
+        async with resources.engine.begin() as conn:
+            deleted = await store.delete_subscription(
+                conn,
+                tenant_id=principal.tenant_id,
+                subscription_id=subscription_id,
+                actor=principal.actor,
+            )
+        if not deleted:
+            raise not_found("subscription")
+
+    @post(
+        "/{subscription_id:str}/rotate-secret",
+        status_code=HTTP_200_OK,
+        guards=[requires_scope("subscriptions:write")],
+        summary="Rotate the signing secret",
+        description="The old secret keeps signing, beside the new one, until the grace period ends.",
+    )
+    async def rotate_secret(
+        self,
+        request: Request[Any, Any, Any],
+        subscription_id: SubscriptionId,
+        data: JSONBody[RotateSecret | None] = None,
+    ) -> SubscriptionWithSecret:
+        resources = resources_of(request.app.state)
+        principal = principal_of(request)
+        grace = (data or RotateSecret()).grace_period_s
+        secret = new_webhook_secret()
+        async with resources.engine.begin() as conn:
+            expires_at = await store.rotate_secret(
+                conn,
+                tenant_id=principal.tenant_id,
+                subscription_id=subscription_id,
+                sealed_new_secret=resources.secret_box.seal(secret),
+                grace_period_s=grace,
+                actor=principal.actor,
+            )
+            current = (
+                await store.get_subscription(conn, principal.tenant_id, subscription_id)
+                if expires_at is not None
+                else None
+            )
+        if current is None:
+            raise not_found("subscription")
+        return _with_secret(current, secret, expires_at if grace > 0 else None)
+
+    @post(
+        "/{subscription_id:str}/enable",
+        status_code=HTTP_200_OK,
+        guards=[requires_scope("subscriptions:write")],
+        summary="Enable a subscription",
+    )
+    async def enable_subscription(
+        self, request: Request[Any, Any, Any], subscription_id: SubscriptionId
+    ) -> Subscription:
+        return await self._set_enabled(request, subscription_id, enabled=True)
+
+    @post(
+        "/{subscription_id:str}/disable",
+        status_code=HTTP_200_OK,
+        guards=[requires_scope("subscriptions:write")],
+        summary="Pause a subscription",
+        description="Cancels its pending deliveries; nothing is sent until it is enabled again.",
+    )
+    async def disable_subscription(
+        self, request: Request[Any, Any, Any], subscription_id: SubscriptionId
+    ) -> Subscription:
+        return await self._set_enabled(request, subscription_id, enabled=False)
+
+    async def _set_enabled(
+        self, request: Request[Any, Any, Any], subscription_id: str, *, enabled: bool
+    ) -> Subscription:
+        resources = resources_of(request.app.state)
+        principal = principal_of(request)
+        async with resources.engine.begin() as conn:
+            result = await store.set_subscription_enabled(
+                conn,
+                tenant_id=principal.tenant_id,
+                subscription_id=subscription_id,
+                enabled=enabled,
+                actor=principal.actor,
+            )
+        if result is None:
+            raise not_found("subscription")
+        return result

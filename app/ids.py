@@ -1,0 +1,47 @@
+"""Prefixed, time-sortable identifiers (ten_, sub_, evt_, dlv_, att_, src_, rpl_, aud_)."""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+
+# Crockford base32, as ULID uses: sortable as plain strings.
+_ALPHABET = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
+_lock = threading.Lock()
+_last_ms = 0
+_last_random = 0
+
+
+def _encode(value: int, length: int) -> str:
+    chars = []
+    for _ in range(length):
+        value, index = divmod(value, 32)
+        chars.append(_ALPHABET[index])
+    return "".join(reversed(chars))
+
+
+def new_ulid() -> str:
+    """A 26-character ULID, monotonic within this process so ids sort in creation order."""
+    global _last_ms, _last_random
+    with _lock:
+        now_ms = time.time_ns() // 1_000_000
+        if now_ms <= _last_ms:
+            # Same millisecond (or clock stepped back): increment instead of drawing anew,
+            # so "newest first" lists never reorder rows created back to back.
+            now_ms = _last_ms
+            _last_random = (_last_random + 1) & ((1 << 80) - 1)
+        else:
+            _last_ms = now_ms
+            _last_random = int.from_bytes(os.urandom(10), "big")
+        return _encode(now_ms, 10) + _encode(_last_random, 16)
+
+
+def new_id(prefix: str) -> str:
+    return f"{prefix}_{new_ulid()}"
+
+
+def has_prefix(value: str, prefix: str) -> bool:
+    """True when value looks like one of our ids of that kind (cheap shape check)."""
+    body = value.removeprefix(prefix + "_")
+    return body != value and len(body) == 26 and all(c in _ALPHABET for c in body)

@@ -1,0 +1,1 @@
+"""Security building blocks: SSRF vetting of webhook targets, sealing of stored secrets."""

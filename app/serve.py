@@ -1,0 +1,26 @@
+"""`pwbi-gateway serve`: the API under uvicorn, with our logging."""
+
+from __future__ import annotations
+
+import uvicorn
+
+from app.log_config import configure_logging
+from app.settings import Settings
+
+
+def serve(settings: Settings, *, workers: int = 1) -> None:
+    configure_logging(settings.log_level, settings.log_format)
+    uvicorn.run(
+        "app.http.app:create_app",
+        factory=True,
+        host=settings.host,
+        port=settings.port,
+        workers=workers,
+        log_config=None,
+        access_log=False,
+        proxy_headers=True,
+        server_header=False,
+        # Longer than a load balancer's idle timeout, so it closes first, never us mid-request.
+        timeout_keep_alive=75,
+        timeout_graceful_shutdown=20,
+    )

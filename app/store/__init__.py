@@ -1,0 +1,1 @@
+"""The SQL store: tables, migrations and queries (SQLite or PostgreSQL)."""

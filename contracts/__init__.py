@@ -1,0 +1,1 @@
+"""Every shape that crosses a boundary: canonical events, provider payloads, API bodies. No IO."""

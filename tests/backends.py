@@ -1,0 +1,81 @@
+"""Which real backends this test run has: PostgreSQL and Redis, found or started."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import secrets
+from dataclasses import dataclass, field
+
+import asyncpg
+import redis
+
+POSTGRES_URL = os.environ.get(
+    "GATEWAY_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test"
+)
+REDIS_URL = os.environ.get("GATEWAY_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
+# Comma-separated backends that must be present (CI sets "postgresql"): skipping them fails.
+REQUIRED = {b.strip() for b in os.environ.get("GATEWAY_TEST_REQUIRE", "").split(",") if b.strip()}
+
+
+@dataclass
+class BackendReport:
+    """What ran where, printed at the end of the run so skipped backends are never silent."""
+
+    used: dict[str, str] = field(default_factory=dict)
+    skipped: dict[str, str] = field(default_factory=dict)
+
+
+report = BackendReport()
+
+
+def postgres_available() -> str | None:
+    """None when reachable, else the reason."""
+
+    async def probe() -> None:
+        conn = await asyncpg.connect(POSTGRES_URL, timeout=3)
+        await conn.close()
+
+    try:
+        asyncio.run(probe())
+    except Exception as exc:  # any failure to connect means "not available"
+        return f"PostgreSQL at {POSTGRES_URL.split('@')[-1]} unreachable ({type(exc).__name__})"
+    return None
+
+
+def create_postgres_database() -> tuple[str, str]:
+    """A throwaway database for this run: (sqlalchemy url, name)."""
+    name = f"pwbi_test_{secrets.token_hex(4)}"
+
+    async def create() -> None:
+        conn = await asyncpg.connect(POSTGRES_URL, timeout=5)
+        try:
+            await conn.execute(f'CREATE DATABASE "{name}"')
+        finally:
+            await conn.close()
+
+    asyncio.run(create())
+    base = POSTGRES_URL.rsplit("/", 1)[0].replace("postgresql://", "postgresql+asyncpg://", 1)
+    return f"{base}/{name}", name
+
+
+def drop_postgres_database(name: str) -> None:
+    async def drop() -> None:
+        conn = await asyncpg.connect(POSTGRES_URL, timeout=5)
+        try:
+            await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        finally:
+            await conn.close()
+
+    asyncio.run(drop())
+
+
+def redis_reachable(url: str) -> bool:
+    try:
+        client = redis.Redis.from_url(url, socket_connect_timeout=2)
+        try:
+            return bool(client.ping())
+        finally:
+            client.close()
+    except redis.RedisError:
+        return False

@@ -1,0 +1,1 @@
+"""arq workers: delivery, sweeping and retention jobs, each a small module."""
