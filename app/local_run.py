@@ -112,7 +112,9 @@ def run_everything(settings: Settings) -> int:
     try:
         url = settings.base_url()
         if not _wait_ready(url, children):
-            print("pwbi-gateway: the gateway did not become ready; see the log above", file=sys.stderr)
+            print(
+                "pwbi-gateway: the gateway did not become ready; see the log above", file=sys.stderr
+            )
             return 1
         tenant_id = asyncio.run(_demo_tenant_id(settings))
         kid, secret = next(iter(settings.jwt_secrets.items()))

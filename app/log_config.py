@@ -31,9 +31,7 @@ _STANDARD_ATTRS = frozenset(
 
 def redact(text: str) -> str:
     for pattern in _SECRET_PATTERNS:
-        text = pattern.sub(
-            lambda m: (m.group(1) if m.groups() else "") + "[REDACTED]", text
-        )
+        text = pattern.sub(lambda m: (m.group(1) if m.groups() else "") + "[REDACTED]", text)
     return text
 
 

@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal, TypeVar
 
+from app.durations import parse_duration_s
 from app.security.ssrf import IPNetwork, parse_allow_cidrs
 
 PREFIX = "GATEWAY_"
@@ -87,7 +88,7 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         log_level=env.get("LOG_LEVEL", _log_level, "INFO"),
         log_format=env.get("LOG_FORMAT", _log_format, "json"),
         secret_key=env.get("SECRET_KEY", _secret_keys, ()),
-        disable_after_s=env.get("DISABLE_AFTER", _duration_s, 5 * 86400),
+        disable_after_s=env.get("DISABLE_AFTER", parse_duration_s, 5 * 86400),
         retention_days=env.get("RETENTION_DAYS", _int_between(1, 3650), 30),
         public_url=env.get("PUBLIC_URL", _http_url, None),
     )
@@ -113,9 +114,7 @@ def _non_empty(raw: str) -> str:
 
 def _database_url(raw: str) -> str:
     if not raw.startswith(("sqlite+aiosqlite://", "postgresql+asyncpg://", "postgresql://")):
-        raise ValueError(
-            "must be a sqlite+aiosqlite:/// or postgresql+asyncpg:// URL"
-        )
+        raise ValueError("must be a sqlite+aiosqlite:/// or postgresql+asyncpg:// URL")
     if raw.startswith("postgresql://"):
         return "postgresql+asyncpg://" + raw.removeprefix("postgresql://")
     return raw
@@ -225,18 +224,3 @@ def _secret_keys(raw: str) -> tuple[str, ...]:
     if any(len(k) < 32 for k in keys):
         raise ValueError("each key must be at least 32 characters")
     return keys
-
-
-_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
-
-
-def _duration_s(raw: str) -> int:
-    unit = raw[-1:].lower()
-    number = raw[:-1] if unit in _UNITS else raw
-    try:
-        value = int(number) * _UNITS.get(unit, 1)
-    except ValueError:
-        raise ValueError("must be a duration such as 120h, 5d or 3600") from None
-    if value <= 0:
-        raise ValueError("must be positive")
-    return value

@@ -38,10 +38,10 @@ class SubscriptionUpdate(msgspec.Struct, kw_only=True, forbid_unknown_fields=Tru
 
     url: Url | UnsetType = UNSET
     event_types: EventTypePatterns | UnsetType = UNSET
-    description: Description | None | UnsetType = UNSET
-    source_ids: SourceIds | None | UnsetType = UNSET
+    description: Description | UnsetType | None = UNSET
+    source_ids: SourceIds | UnsetType | None = UNSET
     headers: HeaderMap | UnsetType = UNSET
-    rate_limit_per_s: RateLimit | None | UnsetType = UNSET
+    rate_limit_per_s: RateLimit | UnsetType | None = UNSET
     max_in_flight: MaxInFlight | UnsetType = UNSET
     timeout_s: TimeoutS | UnsetType = UNSET
 

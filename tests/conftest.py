@@ -32,7 +32,9 @@ TEST_REDIS_DB = 11
 
 
 def pytest_report_header() -> list[str]:
-    return [f"backends: PostgreSQL {backends.POSTGRES_URL.split('@')[-1]}, Redis {backends.REDIS_URL}"]
+    return [
+        f"backends: PostgreSQL {backends.POSTGRES_URL.split('@')[-1]}, Redis {backends.REDIS_URL}"
+    ]
 
 
 def pytest_terminal_summary(terminalreporter: Any) -> None:

@@ -43,7 +43,13 @@ class WorkerSettings:
     functions: ClassVar[list[WorkerCoroutine]] = []
     cron_jobs: ClassVar[list[CronJob]] = [
         # Every 10 minutes, not on the minute every worker shares: unique=True keeps it single.
-        cron(purge_retention, minute=set(range(3, 60, 10)), second=17, unique=True, run_at_startup=False),
+        cron(
+            purge_retention,
+            minute=set(range(3, 60, 10)),
+            second=17,
+            unique=True,
+            run_at_startup=False,
+        ),
     ]
     queue_name = QUEUE_NAME
     job_serializer = staticmethod(serialize_job)

@@ -50,14 +50,14 @@ def build_resources(settings: Settings) -> Resources:
             )
         )
     except ValueError as exc:
-        raise SettingsError(f"GATEWAY_JWT_SECRETS / GATEWAY_JWT_PUBLIC_KEYS / GATEWAY_JWT_JWKS_URL: {exc}") from None
+        raise SettingsError(
+            f"GATEWAY_JWT_SECRETS / GATEWAY_JWT_PUBLIC_KEYS / GATEWAY_JWT_JWKS_URL: {exc}"
+        ) from None
     return Resources(
         settings=settings,
         engine=create_engine(settings.database_url),
         redis=queue_connection(settings.redis_url),
-        verifier=TokenVerifier(
-            keyring, issuer=settings.jwt_issuer, audience=settings.jwt_audience
-        ),
+        verifier=TokenVerifier(keyring, issuer=settings.jwt_issuer, audience=settings.jwt_audience),
         keyring=keyring,
         secret_box=SecretBox(settings.secret_key),
         address_policy=AddressPolicy(allow_cidrs=settings.ssrf_allow_cidrs),

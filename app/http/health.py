@@ -49,10 +49,11 @@ async def readyz(request: Request[Any, Any, Any]) -> Response[Any]:
                 await check()
             checks[name] = "ok"
         except Exception as exc:  # any failure means "not ready"; the class is enough to act on
-            logger.warning("readiness check failed", extra={"check": name, "error": type(exc).__name__})
+            logger.warning(
+                "readiness check failed", extra={"check": name, "error": type(exc).__name__}
+            )
             checks[name] = "unavailable"
     if all(v == "ok" for v in checks.values()):
         return Response(Readiness(status="ready", checks=checks))
     down = ", ".join(k for k, v in checks.items() if v != "ok")
-    response = problem_response(request, 503, f"not ready: {down} unavailable")
-    return response
+    return problem_response(request, 503, f"not ready: {down} unavailable")

@@ -138,7 +138,9 @@ def _field_error(item: dict[str, Any]) -> FieldError:
     return FieldError(field=key, message=message, source=source)
 
 
-def _validation_error(request: Request[Any, Any, Any], exc: ValidationException) -> Response[Problem]:
+def _validation_error(
+    request: Request[Any, Any, Any], exc: ValidationException
+) -> Response[Problem]:
     items = exc.extra if isinstance(exc.extra, list) else []
     errors = [_field_error(item) for item in items if isinstance(item, dict)]
     detail = "; ".join(f"{e.field}: {e.message}" for e in errors) or exc.detail

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from litestar.datastructures import State
+
 from arq.connections import ArqRedis
+from litestar.datastructures import State
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from app.security.jwt_auth import KeyRing, TokenVerifier

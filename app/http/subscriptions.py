@@ -103,7 +103,7 @@ def _with_secret(
 
 class SubscriptionController(Controller):
     path = "/v1/subscriptions"
-    tags = ["subscriptions"]  # noqa: RUF012
+    tags = ["subscriptions"]
 
     @post(
         "/",
@@ -230,7 +230,7 @@ class SubscriptionController(Controller):
         status_code=HTTP_200_OK,
         guards=[requires_scope("subscriptions:write")],
         summary="Rotate the signing secret",
-        description="The old secret keeps signing, beside the new one, until the grace period ends.",
+        description="The old secret keeps signing beside the new one until the grace period ends.",
     )
     async def rotate_secret(
         self,

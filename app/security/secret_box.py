@@ -25,9 +25,7 @@ class SecretBox:
     """Encrypts with the first key, decrypts with any: rotate by prepending a new key."""
 
     def __init__(self, keys: tuple[str, ...]) -> None:
-        self._fernet = (
-            MultiFernet([Fernet(_fernet_key(k)) for k in keys]) if keys else None
-        )
+        self._fernet = MultiFernet([Fernet(_fernet_key(k)) for k in keys]) if keys else None
 
     @property
     def encrypts(self) -> bool:

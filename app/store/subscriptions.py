@@ -31,7 +31,7 @@ _PUBLIC_COLUMNS = (
 )
 
 
-def _subscription(row: sa.Row[Any]) -> Subscription:
+def _subscription(row: sa.Row[*tuple[Any, ...]]) -> Subscription:
     return Subscription(
         id=row.id,
         url=row.url,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
@@ -26,7 +27,7 @@ class Tenant:
         return self.status == "enabled"
 
 
-def _tenant(row: sa.Row[tuple[str, str, str, datetime]]) -> Tenant:
+def _tenant(row: sa.Row[*tuple[Any, ...]]) -> Tenant:
     return Tenant(id=row.id, name=row.name, status=row.status, created_at=row.created_at)
 
 
@@ -67,9 +68,7 @@ async def set_tenant_status(
     conn: AsyncConnection, tenant_id: str, status: str, *, actor: str
 ) -> bool:
     result = await conn.execute(
-        tenants.update()
-        .where(tenants.c.id == tenant_id)
-        .values(status=status, updated_at=utcnow())
+        tenants.update().where(tenants.c.id == tenant_id).values(status=status, updated_at=utcnow())
     )
     if result.rowcount == 0:
         return False

@@ -169,7 +169,9 @@ async def test_delete_hides_the_subscription_and_cancels_pending_deliveries(
     response = await client.delete(f"/v1/subscriptions/{created['id']}", headers=auth)
     assert response.status_code == 204
     assert (await client.get(f"/v1/subscriptions/{created['id']}", headers=auth)).status_code == 404
-    assert (await client.delete(f"/v1/subscriptions/{created['id']}", headers=auth)).status_code == 404
+    assert (
+        await client.delete(f"/v1/subscriptions/{created['id']}", headers=auth)
+    ).status_code == 404
     listed = (await client.get("/v1/subscriptions", headers=auth)).json()
     assert listed["data"] == []
     assert await _delivery_status(engine, delivery_id) == "cancelled"
@@ -304,9 +306,18 @@ async def test_another_tenants_subscription_answers_404_for_everything(
         ({"url": PUBLIC_URL, "event_types": ["*"], "max_in_flight": 0}, "max_in_flight"),
         ({"url": PUBLIC_URL, "event_types": ["*"], "rate_limit_per_s": "fast"}, "rate_limit_per_s"),
         ({"url": PUBLIC_URL, "event_types": ["*"], "colour": "red"}, "colour"),
-        ({"url": PUBLIC_URL, "event_types": ["*"], "headers": {"webhook-id": "x"}}, "headers.webhook-id"),
-        ({"url": PUBLIC_URL, "event_types": ["*"], "headers": {"bad name": "x"}}, "headers.bad name"),
-        ({"url": PUBLIC_URL, "event_types": ["*"], "headers": {"X-A": "a\r\nX-B: b"}}, "headers.X-A"),
+        (
+            {"url": PUBLIC_URL, "event_types": ["*"], "headers": {"webhook-id": "x"}},
+            "headers.webhook-id",
+        ),
+        (
+            {"url": PUBLIC_URL, "event_types": ["*"], "headers": {"bad name": "x"}},
+            "headers.bad name",
+        ),
+        (
+            {"url": PUBLIC_URL, "event_types": ["*"], "headers": {"X-A": "a\r\nX-B: b"}},
+            "headers.X-A",
+        ),
         ({"url": PUBLIC_URL, "event_types": ["*"], "source_ids": ["src_nope"]}, "source_ids"),
         ({"url": "ftp://93.184.216.34/", "event_types": ["*"]}, "url"),
         ({"url": "http://93.184.216.34/", "event_types": ["*"]}, "url"),
@@ -362,7 +373,7 @@ async def test_non_global_targets_are_refused(
 async def test_a_hostname_resolving_to_loopback_is_refused(
     client: Client, auth: dict[str, str]
 ) -> None:
-    import socket  # noqa: PLC0415
+    import socket
 
     host = socket.gethostname()
     try:
@@ -372,7 +383,9 @@ async def test_a_hostname_resolving_to_loopback_is_refused(
     if not any(a.startswith(("127.", "10.", "192.168.", "172.")) or a == "::1" for a in addresses):
         pytest.skip("this machine's hostname resolves to a public address")
     response = await client.post(
-        "/v1/subscriptions", json={"url": f"https://{host}/hook", "event_types": ["*"]}, headers=auth
+        "/v1/subscriptions",
+        json={"url": f"https://{host}/hook", "event_types": ["*"]},
+        headers=auth,
     )
     assert response.status_code == 422
     assert "resolves" in response.json()["detail"]
@@ -381,8 +394,8 @@ async def test_a_hostname_resolving_to_loopback_is_refused(
 async def test_allow_listed_cidr_and_plain_http_are_accepted_when_configured(
     gateway_env: dict[str, str], engine: AsyncEngine, auth: dict[str, str]
 ) -> None:
-    from app.http.app import create_app  # noqa: PLC0415
-    from app.settings import load_settings  # noqa: PLC0415
+    from app.http.app import create_app
+    from app.settings import load_settings
 
     env = {**gateway_env, "GATEWAY_SSRF_ALLOW_CIDRS": "127.0.0.0/8", "GATEWAY_ALLOW_HTTP": "true"}
     async with AsyncTestClient(app=create_app(load_settings(env))) as client:

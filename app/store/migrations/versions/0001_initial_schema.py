@@ -1,4 +1,4 @@
-"""Initial schema: tenants, subscriptions, sources, events, deliveries, attempts, replays, audit log.
+"""Initial schema: tenants, subscriptions, sources, events, deliveries, attempts, replays, audit.
 
 Revision ID: 0001
 Revises:

@@ -1,0 +1,122 @@
+"""Operator-facing endpoints: health, readiness, OpenAPI, metrics, request ids, logs."""
+
+from __future__ import annotations
+
+import logging
+import re
+
+import pytest
+from litestar import Litestar
+from litestar.testing import AsyncTestClient
+
+from app.embedded_redis import free_port
+from app.http.app import create_app
+from app.settings import load_settings
+
+Client = AsyncTestClient[Litestar]
+
+
+async def test_healthz_needs_nothing(client: Client) -> None:
+    response = await client.get("/healthz")
+    assert response.status_code == 200
+    assert response.json() == {"status": "ok"}
+
+
+async def test_readyz_reports_sql_and_redis(client: Client) -> None:
+    response = await client.get("/readyz")
+    assert response.status_code == 200
+    assert response.json() == {"status": "ready", "checks": {"sql": "ok", "redis": "ok"}}
+
+
+async def test_readyz_is_503_when_redis_is_down(gateway_env: dict[str, str]) -> None:
+    env = {**gateway_env, "GATEWAY_REDIS_URL": f"redis://127.0.0.1:{free_port()}/0"}
+    async with AsyncTestClient(app=create_app(load_settings(env))) as client:
+        response = await client.get("/readyz")
+    assert response.status_code == 503
+    assert response.headers["content-type"].startswith("application/problem+json")
+    assert "redis" in response.json()["detail"]
+
+
+async def test_readyz_is_503_when_sql_is_down(gateway_env: dict[str, str]) -> None:
+    dead = f"postgresql+asyncpg://postgres@127.0.0.1:{free_port()}/nothing"
+    env = {**gateway_env, "GATEWAY_DATABASE_URL": dead}
+    async with AsyncTestClient(app=create_app(load_settings(env))) as client:
+        response = await client.get("/readyz")
+    assert response.status_code == 503
+    assert "sql" in response.json()["detail"]
+
+
+async def test_openapi_schema_describes_the_partner_api(client: Client) -> None:
+    response = await client.get("/schema/openapi.json")
+    assert response.status_code == 200
+    schema = response.json()
+    assert schema["openapi"].startswith("3.1")
+    assert "/v1/subscriptions" in schema["paths"]
+    assert "/v1/subscriptions/{subscription_id}/rotate-secret" in schema["paths"]
+    assert "bearer" in schema["components"]["securitySchemes"]
+    ui = await client.get("/schema")
+    assert ui.status_code == 200
+    assert "text/html" in ui.headers["content-type"]
+
+
+async def test_metrics_group_paths_and_carry_no_ids(
+    client: Client, auth: dict[str, str], tenant_id: str
+) -> None:
+    created = await client.post(
+        "/v1/subscriptions",
+        json={"url": "https://93.184.216.34/hook", "event_types": ["*"]},
+        headers=auth,
+    )
+    sub_id = created.json()["id"]
+    await client.get(f"/v1/subscriptions/{sub_id}", headers=auth)
+    response = await client.get("/metrics")
+    assert response.status_code == 200
+    text = response.text
+    assert "gateway_requests_total" in text
+    assert "/v1/subscriptions/{subscription_id}" in text
+    assert sub_id not in text
+    assert tenant_id not in text
+    assert "whsec_" not in text
+
+
+async def test_request_id_is_echoed_or_generated(client: Client) -> None:
+    given = await client.get("/healthz", headers={"x-request-id": "abc-123"})
+    assert given.headers["x-request-id"] == "abc-123"
+    generated = await client.get("/healthz", headers={"x-request-id": "bad id with spaces"})
+    assert re.fullmatch(r"[0-9A-Z]{26}", generated.headers["x-request-id"])
+
+
+async def test_unknown_route_and_wrong_method_are_problem_details(
+    client: Client, auth: dict[str, str]
+) -> None:
+    missing = await client.get("/v1/nothing-here", headers=auth)
+    assert missing.status_code == 404
+    assert missing.headers["content-type"].startswith("application/problem+json")
+    assert missing.json()["request_id"] == missing.headers["x-request-id"]
+    wrong = await client.put("/v1/subscriptions", headers=auth)
+    assert wrong.status_code == 405
+    assert wrong.json()["status"] == 405
+
+
+async def test_logs_never_contain_secrets_or_tokens(
+    client: Client, auth: dict[str, str], caplog: pytest.LogCaptureFixture
+) -> None:
+    from app.log_config import JsonFormatter
+
+    caplog.set_level(logging.DEBUG)
+    created = await client.post(
+        "/v1/subscriptions",
+        json={"url": "https://93.184.216.34/hook", "event_types": ["*"]},
+        headers=auth,
+    )
+    secret = created.json()["secret"]
+    rotated = await client.post(f"/v1/subscriptions/{created.json()['id']}/rotate-secret", headers=auth)
+    await client.get("/v1/subscriptions", headers={"Authorization": "Bearer not.a.jwt"})
+    token = auth["Authorization"].removeprefix("Bearer ")
+    formatter = JsonFormatter()
+    lines = [formatter.format(record) for record in caplog.records]
+    assert any('"status": 201' in line for line in lines), "access log lines expected"
+    for line in lines:
+        assert secret not in line
+        assert rotated.json()["secret"] not in line
+        assert token not in line
