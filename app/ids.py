@@ -26,11 +26,16 @@ def new_ulid() -> str:
     global _last_ms, _last_random
     with _lock:
         now_ms = time.time_ns() // 1_000_000
-        if now_ms <= _last_ms:
+        if now_ms <= _last_ms and _last_random < (1 << 80) - 1:
             # Same millisecond (or clock stepped back): increment instead of drawing anew,
             # so "newest first" lists never reorder rows created back to back.
             now_ms = _last_ms
-            _last_random = (_last_random + 1) & ((1 << 80) - 1)
+            _last_random += 1
+        elif now_ms <= _last_ms:
+            # The random part is exhausted: borrow the next millisecond rather than wrap.
+            now_ms = _last_ms + 1
+            _last_ms = now_ms
+            _last_random = int.from_bytes(os.urandom(10), "big") >> 1
         else:
             _last_ms = now_ms
             _last_random = int.from_bytes(os.urandom(10), "big")

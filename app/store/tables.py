@@ -91,6 +91,17 @@ subscriptions = sa.Table(
     sa.Index("ix_subscriptions_status_tenant_id", "status", "tenant_id"),
 )
 
+# One row per event-type pattern of a subscription: fan-out looks up only the patterns an
+# event type can match ('*', 'order.*', 'order.created'), never every subscription.
+subscription_patterns = sa.Table(
+    "subscription_patterns",
+    metadata,
+    sa.Column("subscription_id", sa.String(40), sa.ForeignKey("subscriptions.id"), primary_key=True),
+    sa.Column("pattern", sa.String(64), primary_key=True),
+    sa.Column("tenant_id", sa.String(40), nullable=False),
+    sa.Index("ix_subscription_patterns_tenant_id_pattern", "tenant_id", "pattern"),
+)
+
 sources = sa.Table(
     "sources",
     metadata,
@@ -122,7 +133,9 @@ events = sa.Table(
     sa.Column("dedupe_key", sa.String(300), nullable=True),
     sa.Column("aggregate_key", sa.String(300), nullable=True),
     sa.Column("sequence", sa.BigInteger(), nullable=True),
-    sa.Column("envelope", json_type(), nullable=False),
+    # The canonical envelope exactly as delivered (JSON text): every attempt to every
+    # subscriber sends the same bytes; a JSONB column would reorder keys.
+    sa.Column("payload", sa.Text(), nullable=False),
     sa.Index("ix_events_tenant_id_id", "tenant_id", "id"),
     sa.Index("ix_events_tenant_id_type_id", "tenant_id", "type", "id"),
     sa.Index("ix_events_tenant_id_source_id_id", "tenant_id", "source_id", "id"),
@@ -142,6 +155,8 @@ deliveries = sa.Table(
     sa.Column("next_attempt_at", UTCDateTime(), nullable=True),
     sa.Column("last_attempt_at", UTCDateTime(), nullable=True),
     sa.Column("last_status_code", sa.Integer(), nullable=True),
+    # A worker holds an attempt until this time; past it, the sweeper may hand it to another.
+    sa.Column("lease_until", UTCDateTime(), nullable=True),
     sa.Column("replay_id", sa.String(40), nullable=True),
     _created(),
     sa.Column("updated_at", UTCDateTime(), nullable=False),
@@ -167,6 +182,19 @@ attempts = sa.Table(
     sa.Column("response_body", sa.Text(), nullable=True),
     sa.UniqueConstraint("delivery_id", "attempt", name="uq_attempts_delivery_id_attempt"),
     sa.Index("ix_attempts_started_at", "started_at"),
+)
+
+idempotency_keys = sa.Table(
+    "idempotency_keys",
+    metadata,
+    sa.Column("tenant_id", sa.String(40), primary_key=True),
+    sa.Column("key", sa.String(255), primary_key=True),
+    sa.Column("request_hash", sa.String(64), nullable=False),
+    sa.Column("response_status", sa.Integer(), nullable=False),
+    sa.Column("response_body", sa.Text(), nullable=False),
+    _created(),
+    sa.Column("expires_at", UTCDateTime(), nullable=False),
+    sa.Index("ix_idempotency_keys_expires_at", "expires_at"),
 )
 
 replays = sa.Table(

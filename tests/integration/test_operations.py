@@ -110,7 +110,9 @@ async def test_logs_never_contain_secrets_or_tokens(
         headers=auth,
     )
     secret = created.json()["secret"]
-    rotated = await client.post(f"/v1/subscriptions/{created.json()['id']}/rotate-secret", headers=auth)
+    rotated = await client.post(
+        f"/v1/subscriptions/{created.json()['id']}/rotate-secret", headers=auth
+    )
     await client.get("/v1/subscriptions", headers={"Authorization": "Bearer not.a.jwt"})
     token = auth["Authorization"].removeprefix("Bearer ")
     formatter = JsonFormatter()

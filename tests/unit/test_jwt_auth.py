@@ -23,6 +23,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
 from jwt.algorithms import ECAlgorithm, OKPAlgorithm, RSAAlgorithm
 
+from app.durations import parse_duration_s
 from app.security.jwt_auth import (
     ALL_SCOPES,
     KeyConfig,
@@ -31,7 +32,6 @@ from app.security.jwt_auth import (
     TokenVerifier,
     VerifiedToken,
     issue_token,
-    parse_duration_s,
 )
 
 ISSUER = "https://auth.pwbi.test"

@@ -13,6 +13,8 @@ import pytest
 from app.settings import DEFAULT_RETRY_SCHEDULE, Settings, SettingsError, load_settings
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
+NEW_SECRET_KEY = "new-key-0123456789-0123456789-abc"
+OLD_SECRET_KEY = "old-key-0123456789-0123456789-abc"
 
 
 def test_defaults_without_any_variable() -> None:
@@ -122,7 +124,7 @@ def test_valid_values_parse() -> None:
             "GATEWAY_LOG_LEVEL": "debug",
             "GATEWAY_LOG_FORMAT": "console",
             "GATEWAY_JWT_SECRETS": "a=s1,b=s2",
-            "GATEWAY_SECRET_KEY": "new-key-0123456789-0123456789-abc,old-key-0123456789-0123456789-abc",
+            "GATEWAY_SECRET_KEY": f"{NEW_SECRET_KEY},{OLD_SECRET_KEY}",
             "GATEWAY_DISABLE_AFTER": "120h",
             "GATEWAY_PUBLIC_URL": "https://gateway.pwbi.test",
         }
@@ -141,10 +143,7 @@ def test_valid_values_parse() -> None:
     assert settings.log_level == "DEBUG"
     assert settings.log_format == "console"
     assert dict(settings.jwt_secrets) == {"a": "s1", "b": "s2"}
-    assert settings.secret_key == (
-        "new-key-0123456789-0123456789-abc",
-        "old-key-0123456789-0123456789-abc",
-    )
+    assert settings.secret_key == (NEW_SECRET_KEY, OLD_SECRET_KEY)
     assert settings.disable_after_s == 432000
     assert settings.has_jwt_keys
     assert settings.base_url() == "https://gateway.pwbi.test"
@@ -159,6 +158,11 @@ def test_valid_values_parse() -> None:
 )
 def test_supported_database_urls_are_kept_as_given(url: str) -> None:
     assert load_settings({"GATEWAY_DATABASE_URL": url}).database_url == url
+
+
+def test_jwt_secret_values_may_contain_equals_signs() -> None:
+    settings = load_settings({"GATEWAY_JWT_SECRETS": "k1=c2VjcmV0==, k2=a=b"})
+    assert dict(settings.jwt_secrets) == {"k1": "c2VjcmV0==", "k2": "a=b"}
 
 
 @pytest.mark.parametrize(
@@ -177,7 +181,7 @@ def test_base_url_without_public_url_points_at_the_listener() -> None:
     assert Settings(database_url="sqlite+aiosqlite://", redis_url=None).base_url() == (
         "http://127.0.0.1:8080"
     )
-    wildcard = load_settings({"GATEWAY_HOST": "0.0.0.0", "GATEWAY_PORT": "9000"})
+    wildcard = load_settings({"GATEWAY_HOST": "0.0.0.0", "GATEWAY_PORT": "9000"})  # noqa: S104
     assert wildcard.base_url() == "http://127.0.0.1:9000"
     assert load_settings({"GATEWAY_HOST": "::1"}).base_url() == "http://[::1]:8080"
 

@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises:
-Create Date: 2026-11-29 06:32:30.411056
+Create Date: 2026-11-29 06:45:30.594447
 """
 
 from collections.abc import Sequence
@@ -37,6 +37,21 @@ def upgrade() -> None:
     op.create_index("ix_audit_log_tenant_id_id", "audit_log", ["tenant_id", "id"], unique=False)
 
     op.create_table(
+        "idempotency_keys",
+        sa.Column("tenant_id", sa.String(length=40), nullable=False),
+        sa.Column("key", sa.String(length=255), nullable=False),
+        sa.Column("request_hash", sa.String(length=64), nullable=False),
+        sa.Column("response_status", sa.Integer(), nullable=False),
+        sa.Column("response_body", sa.Text(), nullable=False),
+        sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+        sa.Column("expires_at", sa.DateTime(timezone=True), nullable=False),
+        sa.PrimaryKeyConstraint("tenant_id", "key", name=op.f("pk_idempotency_keys")),
+    )
+    op.create_index(
+        "ix_idempotency_keys_expires_at", "idempotency_keys", ["expires_at"], unique=False
+    )
+
+    op.create_table(
         "tenants",
         sa.Column("id", sa.String(length=40), nullable=False),
         sa.Column("name", sa.String(length=200), nullable=False),
@@ -57,11 +72,7 @@ def upgrade() -> None:
         sa.Column("dedupe_key", sa.String(length=300), nullable=True),
         sa.Column("aggregate_key", sa.String(length=300), nullable=True),
         sa.Column("sequence", sa.BigInteger(), nullable=True),
-        sa.Column(
-            "envelope",
-            sa.JSON().with_variant(postgresql.JSONB(astext_type=sa.Text()), "postgresql"),
-            nullable=False,
-        ),
+        sa.Column("payload", sa.Text(), nullable=False),
         sa.ForeignKeyConstraint(
             ["tenant_id"], ["tenants.id"], name=op.f("fk_events_tenant_id_tenants")
         ),
@@ -159,6 +170,7 @@ def upgrade() -> None:
         sa.Column("next_attempt_at", sa.DateTime(timezone=True), nullable=True),
         sa.Column("last_attempt_at", sa.DateTime(timezone=True), nullable=True),
         sa.Column("last_status_code", sa.Integer(), nullable=True),
+        sa.Column("lease_until", sa.DateTime(timezone=True), nullable=True),
         sa.Column("replay_id", sa.String(length=40), nullable=True),
         sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
         sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
@@ -229,6 +241,27 @@ def upgrade() -> None:
     op.create_index("ix_replays_tenant_id_id", "replays", ["tenant_id", "id"], unique=False)
 
     op.create_table(
+        "subscription_patterns",
+        sa.Column("subscription_id", sa.String(length=40), nullable=False),
+        sa.Column("pattern", sa.String(length=64), nullable=False),
+        sa.Column("tenant_id", sa.String(length=40), nullable=False),
+        sa.ForeignKeyConstraint(
+            ["subscription_id"],
+            ["subscriptions.id"],
+            name=op.f("fk_subscription_patterns_subscription_id_subscriptions"),
+        ),
+        sa.PrimaryKeyConstraint(
+            "subscription_id", "pattern", name=op.f("pk_subscription_patterns")
+        ),
+    )
+    op.create_index(
+        "ix_subscription_patterns_tenant_id_pattern",
+        "subscription_patterns",
+        ["tenant_id", "pattern"],
+        unique=False,
+    )
+
+    op.create_table(
         "attempts",
         sa.Column("id", sa.String(length=40), nullable=False),
         sa.Column("delivery_id", sa.String(length=40), nullable=False),
@@ -253,6 +286,9 @@ def downgrade() -> None:
     op.drop_index("ix_attempts_started_at", table_name="attempts")
 
     op.drop_table("attempts")
+    op.drop_index("ix_subscription_patterns_tenant_id_pattern", table_name="subscription_patterns")
+
+    op.drop_table("subscription_patterns")
     op.drop_index("ix_replays_tenant_id_id", table_name="replays")
 
     op.drop_table("replays")
@@ -278,6 +314,9 @@ def downgrade() -> None:
 
     op.drop_table("events")
     op.drop_table("tenants")
+    op.drop_index("ix_idempotency_keys_expires_at", table_name="idempotency_keys")
+
+    op.drop_table("idempotency_keys")
     op.drop_index("ix_audit_log_tenant_id_id", table_name="audit_log")
 
     op.drop_table("audit_log")
