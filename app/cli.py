@@ -1,4 +1,4 @@
-"""The `pwbi-gateway` command: run, serve, worker, migrate, tenants, tokens."""
+"""The `pwbi-gateway` command: run, serve, worker, migrate, tenants, tokens, verify."""
 
 from __future__ import annotations
 
@@ -41,6 +41,18 @@ def _parser() -> argparse.ArgumentParser:
         sub = tenants.add_parser(action, help=f"{action} a tenant (its tokens stop/start working)")
         sub.add_argument("tenant_id")
 
+    verify = commands.add_parser(
+        "verify",
+        help="check a saved webhook request (headers + body, on stdin or --file) against a secret",
+    )
+    verify.add_argument("--secret", required=True, help="the subscription's whsec_... secret")
+    verify.add_argument("--file", help="read the saved request from this file instead of stdin")
+    verify.add_argument(
+        "--ignore-timestamp",
+        action="store_true",
+        help="check only the signature (for requests saved more than 5 minutes ago)",
+    )
+
     tokens = commands.add_parser("tokens", help="issue partner tokens").add_subparsers(
         dest="tokens_command", required=True, metavar="ACTION"
     )
@@ -61,6 +73,9 @@ def _parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
+        if args.command == "verify":
+            # A partner's debugging tool: needs no gateway configuration at all.
+            return _verify(args)
         settings = load_settings()
         return _dispatch(args, settings)
     except SettingsError as exc:
@@ -71,6 +86,24 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_FAILURE
     except KeyboardInterrupt:
         return EXIT_OK
+
+
+def _verify(args: argparse.Namespace) -> int:
+    from app.delivery.verify_command import explain_verification
+
+    if args.file:
+        try:
+            with open(args.file, "rb") as saved:
+                raw = saved.read()
+        except OSError as exc:
+            raise CommandFailed(f"--file: {exc.strerror}") from None
+    else:
+        raw = sys.stdin.buffer.read()
+    ok, message = explain_verification(
+        args.secret, raw, tolerance_s=None if args.ignore_timestamp else 300
+    )
+    print(message if ok else f"FAILED: {message}")
+    return EXIT_OK if ok else EXIT_FAILURE
 
 
 def _dispatch(args: argparse.Namespace, settings: Settings) -> int:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 import msgspec
 from msgspec import UNSET, Meta, UnsetType
@@ -76,3 +76,23 @@ class SubscriptionWithSecret(Subscription, kw_only=True):
 class SubscriptionList(msgspec.Struct, kw_only=True):
     data: list[Subscription]
     next_cursor: str | None
+
+
+class PublishAccepted(msgspec.Struct, kw_only=True):
+    id: str
+    deliveries: int
+
+
+class EventList(msgspec.Struct, kw_only=True):
+    data: list[dict[str, Any]]
+    next_cursor: str | None
+
+
+class EventTypeInfo(msgspec.Struct, kw_only=True):
+    type: str
+    schema: dict[str, Any]
+    example: dict[str, Any]
+
+
+class EventTypeList(msgspec.Struct, kw_only=True):
+    data: list[EventTypeInfo]

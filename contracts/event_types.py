@@ -46,3 +46,13 @@ def pattern_problem(pattern: str) -> str | None:
     if not any(pattern_matches(pattern, t) for t in EVENT_TYPES):
         return f"{pattern!r} matches no known event type"
     return None
+
+
+def patterns_matching(event_type: str) -> list[str]:
+    """Every pattern that selects `event_type`: '*', each 'prefix.*', and the type itself.
+
+    Fan-out looks these up in an index, so its cost follows the subscriptions that match,
+    not the tenant's total. Must agree with pattern_matches (a test checks both).
+    """
+    parts = event_type.split(".")
+    return ["*", *(".".join(parts[:i]) + ".*" for i in range(1, len(parts))), event_type]

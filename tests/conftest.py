@@ -208,3 +208,8 @@ def _no_proxy_env(monkeypatch: pytest.MonkeyPatch) -> None:
         monkeypatch.delenv(name, raising=False)
     monkeypatch.setenv("NO_PROXY", "127.0.0.1,localhost")
     os.environ.setdefault("GATEWAY_LOG_LEVEL", "WARNING")
+
+
+@pytest.fixture
+def auth_token(tenant_id: str, make_token: TokenFactory) -> str:
+    return make_token(tenant_id)

@@ -16,6 +16,7 @@ from litestar.plugins.prometheus import PrometheusConfig, PrometheusController
 
 from app import __version__
 from app.http.auth import BearerAuthMiddleware
+from app.http.events import EventController
 from app.http.health import healthz, readyz
 from app.http.problems import EXCEPTION_HANDLERS
 from app.http.request_context import RequestContext, require_json_body
@@ -87,7 +88,13 @@ def create_app(settings: Settings | None = None) -> Litestar:
         excluded_http_methods=["OPTIONS"],
     )
     config = AppConfig(
-        route_handlers=[healthz, readyz, MetricsController, SubscriptionController],
+        route_handlers=[
+            healthz,
+            readyz,
+            MetricsController,
+            SubscriptionController,
+            EventController,
+        ],
         lifespan=[lifespan],
         exception_handlers=EXCEPTION_HANDLERS,
         middleware=[

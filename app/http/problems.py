@@ -11,6 +11,7 @@ import msgspec
 from litestar import Request, Response
 from litestar.exceptions import HTTPException, SerializationException, ValidationException
 from litestar.types import ExceptionHandlersMap
+from sqlalchemy.exc import InterfaceError, OperationalError
 
 from app.log_config import request_id_var
 
@@ -163,6 +164,14 @@ def _http_exception(request: Request[Any, Any, Any], exc: HTTPException) -> Resp
     return problem_response(request, status, detail, headers=headers)
 
 
+def _store_unavailable(request: Request[Any, Any, Any], exc: Exception) -> Response[Problem]:
+    # Nothing was accepted: the transaction did not commit. Safe for the client to retry.
+    logger.warning("store unavailable", extra={"error": type(exc).__name__})
+    return problem_response(
+        request, 503, "the store is unavailable; nothing was accepted", headers={"Retry-After": "5"}
+    )
+
+
 def _unexpected(request: Request[Any, Any, Any], exc: Exception) -> Response[Problem]:
     logger.exception("unhandled error", extra={"path": request.url.path})
     return problem_response(request, 500, "internal error; the request id identifies it in logs")
@@ -172,6 +181,9 @@ EXCEPTION_HANDLERS: ExceptionHandlersMap = {
     ApiError: _api_error,
     ValidationException: _validation_error,
     HTTPException: _http_exception,
+    OperationalError: _store_unavailable,
+    InterfaceError: _store_unavailable,
+    ConnectionError: _store_unavailable,
     Exception: _unexpected,
 }
 

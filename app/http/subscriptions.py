@@ -5,10 +5,12 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 import msgspec
+from contracts.canonical import EventSource, PingData
 from litestar import Controller, Request, delete, get, patch, post
 from litestar.params import JSONBody, Parameter
 from litestar.status_codes import HTTP_200_OK, HTTP_201_CREATED, HTTP_204_NO_CONTENT
 
+from app.delivery.fanout import enqueue_published, write_event
 from app.http.auth import principal_of, requires_scope
 from app.http.pagination import DEFAULT_LIMIT, MAX_LIMIT, decode_cursor, next_cursor
 from app.http.problems import ApiError, FieldError, invalid_field, not_found
@@ -17,6 +19,7 @@ from app.security.secret_box import new_webhook_secret
 from app.security.ssrf import UrlRejected, vet_webhook_url
 from app.store import subscriptions as store
 from contracts.api import (
+    PublishAccepted,
     RotateSecret,
     Subscription,
     SubscriptionCreate,
@@ -282,6 +285,34 @@ class SubscriptionController(Controller):
         self, request: Request[Any, Any, Any], subscription_id: SubscriptionId
     ) -> Subscription:
         return await self._set_enabled(request, subscription_id, enabled=False)
+
+    @post(
+        "/{subscription_id:str}/test",
+        status_code=202,
+        guards=[requires_scope("subscriptions:write")],
+        summary="Send a ping to this subscription only",
+    )
+    async def send_test_event(
+        self, request: Request[Any, Any, Any], subscription_id: SubscriptionId
+    ) -> PublishAccepted:
+        resources = resources_of(request.app.state)
+        principal = principal_of(request)
+        async with resources.engine.begin() as conn:
+            found = await store.get_subscription(conn, principal.tenant_id, subscription_id)
+            if found is None:
+                raise not_found("subscription")
+            if found.status != "enabled":
+                raise ApiError(409, "subscription is disabled; enable it to send a test")
+            published = await write_event(
+                conn,
+                tenant_id=principal.tenant_id,
+                event_type="ping",
+                data=PingData(message="Test event from pwbi-gateway"),
+                source=EventSource(source_id=None, provider=None, method="api"),
+                only_subscription_ids=[subscription_id],
+            )
+        await enqueue_published(resources.redis, published)
+        return PublishAccepted(id=published.event_id, deliveries=len(published.delivery_ids))
 
     async def _set_enabled(
         self, request: Request[Any, Any, Any], subscription_id: str, *, enabled: bool

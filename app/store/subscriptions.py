@@ -11,7 +11,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from app.clock import utcnow
 from app.ids import new_id
 from app.store.audit import record_audit
-from app.store.tables import deliveries, sources, subscriptions
+from app.store.tables import deliveries, sources, subscription_patterns, subscriptions
 from contracts.api import Subscription, SubscriptionCreate
 
 _PUBLIC_COLUMNS = (
@@ -58,6 +58,24 @@ def _visible(tenant_id: str, subscription_id: str) -> sa.ColumnElement[bool]:
     )
 
 
+async def _replace_patterns(
+    conn: AsyncConnection, tenant_id: str, subscription_id: str, patterns: list[str] | None
+) -> None:
+    await conn.execute(
+        subscription_patterns.delete().where(
+            subscription_patterns.c.subscription_id == subscription_id
+        )
+    )
+    if patterns:
+        await conn.execute(
+            subscription_patterns.insert(),
+            [
+                {"subscription_id": subscription_id, "pattern": p, "tenant_id": tenant_id}
+                for p in patterns
+            ],
+        )
+
+
 async def insert_subscription(
     conn: AsyncConnection,
     *,
@@ -87,6 +105,7 @@ async def insert_subscription(
             updated_at=now,
         )
     )
+    await _replace_patterns(conn, tenant_id, subscription_id, body.event_types)
     await record_audit(
         conn,
         tenant_id=tenant_id,
@@ -153,6 +172,8 @@ async def update_subscription(
         )
         if result.rowcount == 0:
             return None
+        if "event_types" in changes:
+            await _replace_patterns(conn, tenant_id, subscription_id, changes["event_types"])
         await record_audit(
             conn,
             tenant_id=tenant_id,
@@ -191,6 +212,7 @@ async def delete_subscription(
     )
     if result.rowcount == 0:
         return False
+    await _replace_patterns(conn, tenant_id, subscription_id, None)
     cancelled = await cancel_pending_deliveries(conn, subscription_id)
     await record_audit(
         conn,

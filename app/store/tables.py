@@ -96,7 +96,9 @@ subscriptions = sa.Table(
 subscription_patterns = sa.Table(
     "subscription_patterns",
     metadata,
-    sa.Column("subscription_id", sa.String(40), sa.ForeignKey("subscriptions.id"), primary_key=True),
+    sa.Column(
+        "subscription_id", sa.String(40), sa.ForeignKey("subscriptions.id"), primary_key=True
+    ),
     sa.Column("pattern", sa.String(64), primary_key=True),
     sa.Column("tenant_id", sa.String(40), nullable=False),
     sa.Index("ix_subscription_patterns_tenant_id_pattern", "tenant_id", "pattern"),

@@ -1,0 +1,1 @@
+"""Delivery: fan-out, signing, the guarded HTTP client, retry policy, isolation."""

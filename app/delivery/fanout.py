@@ -1,0 +1,112 @@
+"""Publishing: build the canonical envelope, write event + deliveries (outbox), enqueue after."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+import msgspec
+from arq.connections import ArqRedis
+from contracts.canonical import Envelope, EventSource
+from redis.exceptions import RedisError
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from app.clock import utcnow
+from app.delivery.jobs import enqueue_first_attempts
+from app.ids import new_id
+from app.metrics import EVENTS_PUBLISHED, FANOUT_SIZE
+from app.store.events import (
+    NewEvent,
+    enabled_subscription_ids,
+    insert_event_with_deliveries,
+    matching_subscription_ids,
+)
+
+logger = logging.getLogger(__name__)
+_encoder = msgspec.json.Encoder()
+
+
+@dataclass(frozen=True)
+class Published:
+    event_id: str
+    event_type: str
+    provider: str | None
+    delivery_ids: list[str]
+    payload: str
+
+
+async def write_event(
+    conn: AsyncConnection,
+    *,
+    tenant_id: str,
+    event_type: str,
+    data: Any,
+    source: EventSource,
+    occurred_at: datetime | None = None,
+    only_subscription_ids: Sequence[str] | None = None,
+    dedupe_key: str | None = None,
+    aggregate_key: str | None = None,
+    sequence: int | None = None,
+    stale: bool | None = None,
+) -> Published:
+    """Inside the caller's transaction: the event row and one delivery row per target."""
+    now = utcnow()
+    event_id = new_id("evt")
+    envelope = Envelope(
+        id=event_id,
+        type=event_type,
+        tenant_id=tenant_id,
+        occurred_at=occurred_at or now,
+        received_at=now,
+        source=source,
+        sequence=sequence,
+        stale=stale,
+        data=data,
+    )
+    payload = _encoder.encode(envelope).decode("utf-8")
+    if only_subscription_ids is None:
+        targets = await matching_subscription_ids(conn, tenant_id, event_type, source.source_id)
+    else:
+        targets = await enabled_subscription_ids(conn, tenant_id, list(only_subscription_ids))
+    delivery_ids = await insert_event_with_deliveries(
+        conn,
+        NewEvent(
+            id=event_id,
+            tenant_id=tenant_id,
+            type=event_type,
+            source_id=source.source_id,
+            provider=source.provider,
+            occurred_at=envelope.occurred_at,
+            received_at=now,
+            payload=payload,
+            dedupe_key=dedupe_key,
+            aggregate_key=aggregate_key,
+            sequence=sequence,
+        ),
+        targets,
+    )
+    return Published(
+        event_id=event_id,
+        event_type=event_type,
+        provider=source.provider,
+        delivery_ids=delivery_ids,
+        payload=payload,
+    )
+
+
+async def enqueue_published(queue: ArqRedis, published: Published) -> None:
+    """After commit. If Redis is unreachable the rows are safe; the sweeper enqueues them."""
+    EVENTS_PUBLISHED.labels(type=published.event_type, provider=published.provider or "api").inc()
+    FANOUT_SIZE.observe(len(published.delivery_ids))
+    if not published.delivery_ids:
+        return
+    try:
+        await enqueue_first_attempts(queue, published.event_id, published.delivery_ids)
+    except (RedisError, OSError) as exc:
+        logger.warning(
+            "enqueue failed; the sweeper will pick the deliveries up",
+            extra={"event_id": published.event_id, "error": type(exc).__name__},
+        )

@@ -1,0 +1,174 @@
+"""Event rows and their outbox: one transaction writes the event and its delivery rows."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from app.ids import new_id
+from app.store.tables import deliveries, events, subscription_patterns, subscriptions
+from contracts.event_types import patterns_matching
+
+
+@dataclass(frozen=True)
+class NewEvent:
+    id: str
+    tenant_id: str
+    type: str
+    source_id: str | None
+    provider: str | None
+    occurred_at: datetime
+    received_at: datetime
+    payload: str
+    dedupe_key: str | None = None
+    aggregate_key: str | None = None
+    sequence: int | None = None
+
+
+@dataclass(frozen=True)
+class StoredEvent:
+    id: str
+    type: str
+    source_id: str | None
+    received_at: datetime
+    payload: str
+
+
+async def matching_subscription_ids(
+    conn: AsyncConnection, tenant_id: str, event_type: str, source_id: str | None
+) -> list[str]:
+    """Enabled subscriptions whose patterns select this type (and source, if they filter)."""
+    query = (
+        sa.select(subscriptions.c.id, subscriptions.c.source_ids)
+        .join(subscription_patterns, subscription_patterns.c.subscription_id == subscriptions.c.id)
+        .where(
+            subscription_patterns.c.tenant_id == tenant_id,
+            subscription_patterns.c.pattern.in_(patterns_matching(event_type)),
+            subscriptions.c.status == "enabled",
+        )
+        .distinct()
+    )
+    return sorted(
+        row.id
+        for row in await conn.execute(query)
+        if not row.source_ids or (source_id is not None and source_id in row.source_ids)
+    )
+
+
+async def enabled_subscription_ids(
+    conn: AsyncConnection, tenant_id: str, subscription_ids: list[str]
+) -> list[str]:
+    query = sa.select(subscriptions.c.id).where(
+        subscriptions.c.tenant_id == tenant_id,
+        subscriptions.c.id.in_(subscription_ids),
+        subscriptions.c.status == "enabled",
+    )
+    return sorted((await conn.execute(query)).scalars())
+
+
+async def insert_event_with_deliveries(
+    conn: AsyncConnection, event: NewEvent, subscription_ids: list[str]
+) -> list[str]:
+    """The outbox write: call inside the caller's transaction; returns the delivery ids."""
+    await conn.execute(
+        events.insert().values(
+            id=event.id,
+            tenant_id=event.tenant_id,
+            type=event.type,
+            source_id=event.source_id,
+            provider=event.provider,
+            occurred_at=event.occurred_at,
+            received_at=event.received_at,
+            dedupe_key=event.dedupe_key,
+            aggregate_key=event.aggregate_key,
+            sequence=event.sequence,
+            payload=event.payload,
+        )
+    )
+    delivery_ids = [new_id("dlv") for _ in subscription_ids]
+    if delivery_ids:
+        await conn.execute(
+            deliveries.insert(),
+            [
+                {
+                    "id": delivery_id,
+                    "tenant_id": event.tenant_id,
+                    "event_id": event.id,
+                    "subscription_id": subscription_id,
+                    "status": "pending",
+                    "attempt_count": 0,
+                    "next_attempt_at": event.received_at,
+                    "created_at": event.received_at,
+                    "updated_at": event.received_at,
+                }
+                for delivery_id, subscription_id in zip(delivery_ids, subscription_ids, strict=True)
+            ],
+        )
+    return delivery_ids
+
+
+_EVENT_COLUMNS = (
+    events.c.id,
+    events.c.type,
+    events.c.source_id,
+    events.c.received_at,
+    events.c.payload,
+)
+
+
+def _stored(row: sa.Row[*tuple[Any, ...]]) -> StoredEvent:
+    return StoredEvent(
+        id=row.id,
+        type=row.type,
+        source_id=row.source_id,
+        received_at=row.received_at,
+        payload=row.payload,
+    )
+
+
+async def get_event(conn: AsyncConnection, tenant_id: str, event_id: str) -> StoredEvent | None:
+    query = sa.select(*_EVENT_COLUMNS).where(
+        events.c.tenant_id == tenant_id, events.c.id == event_id
+    )
+    row = (await conn.execute(query)).first()
+    return _stored(row) if row else None
+
+
+async def list_events(
+    conn: AsyncConnection,
+    tenant_id: str,
+    *,
+    limit: int,
+    before_id: str | None,
+    event_type: str | None = None,
+    source_id: str | None = None,
+    since: datetime | None = None,
+    until: datetime | None = None,
+) -> list[StoredEvent]:
+    """Newest first. Ids sort by creation time, so time bounds narrow by id as well."""
+    query = (
+        sa.select(*_EVENT_COLUMNS)
+        .where(events.c.tenant_id == tenant_id)
+        .order_by(events.c.id.desc())
+        .limit(limit)
+    )
+    if before_id is not None:
+        query = query.where(events.c.id < before_id)
+    if event_type is not None:
+        query = query.where(events.c.type == event_type)
+    if source_id is not None:
+        query = query.where(events.c.source_id == source_id)
+    if since is not None:
+        query = query.where(events.c.received_at >= since)
+    if until is not None:
+        query = query.where(events.c.received_at < until)
+    return [_stored(r) for r in await conn.execute(query)]
+
+
+async def count_deliveries(conn: AsyncConnection, event_id: str) -> int:
+    query = sa.select(sa.func.count()).where(deliveries.c.event_id == event_id)
+    return int((await conn.execute(query)).scalar_one())

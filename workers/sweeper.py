@@ -1,0 +1,54 @@
+"""The sweeper: due deliveries that have no live job get one; queue depth and lag gauges."""
+
+from __future__ import annotations
+
+import logging
+from datetime import datetime, timedelta
+
+import sqlalchemy as sa
+from arq.connections import ArqRedis
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from app.delivery.jobs import enqueue_attempt
+from app.metrics import OLDEST_DUE_LAG, QUEUE_DEPTH, SWEEPER_ENQUEUED
+from app.store.tables import deliveries
+from workers.queue import QUEUE_NAME
+
+logger = logging.getLogger(__name__)
+
+# Due this long without being claimed means its job is gone (Redis restarted or emptied,
+# a process died between commit and enqueue). Below it, the normal path is still running.
+OVERDUE_AFTER = timedelta(seconds=10)
+BATCH_SIZE = 1000
+
+
+async def sweep_overdue(engine: AsyncEngine, queue: ArqRedis, now: datetime) -> int:
+    """Enqueue the next attempt of overdue, unleased deliveries (job ids dedupe repeats)."""
+    async with engine.connect() as conn:
+        rows = (
+            await conn.execute(
+                sa.select(deliveries.c.id, deliveries.c.attempt_count)
+                .where(
+                    deliveries.c.status == "pending",
+                    deliveries.c.next_attempt_at <= now - OVERDUE_AFTER,
+                    sa.or_(deliveries.c.lease_until.is_(None), deliveries.c.lease_until < now),
+                )
+                .order_by(deliveries.c.next_attempt_at)
+                .limit(BATCH_SIZE)
+            )
+        ).all()
+        oldest = (
+            await conn.execute(
+                sa.select(sa.func.min(deliveries.c.next_attempt_at)).where(
+                    deliveries.c.status == "pending", deliveries.c.next_attempt_at <= now
+                )
+            )
+        ).scalar_one_or_none()
+    for row in rows:
+        await enqueue_attempt(queue, row.id, row.attempt_count + 1)
+    if rows:
+        SWEEPER_ENQUEUED.inc(len(rows))
+        logger.info("sweeper enqueued overdue deliveries", extra={"count": len(rows)})
+    OLDEST_DUE_LAG.set(max((now - oldest).total_seconds(), 0.0) if oldest else 0.0)
+    QUEUE_DEPTH.set(await queue.zcard(QUEUE_NAME))
+    return len(rows)
