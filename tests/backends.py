@@ -13,7 +13,9 @@ import redis
 POSTGRES_URL = os.environ.get(
     "GATEWAY_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test"
 )
-REDIS_URL = os.environ.get("GATEWAY_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
+REDIS_URL = os.environ.get("GATEWAY_TEST_REDIS_URL", "redis://127.0.0.1:6379")
+# Tests flush their Redis database: they use db 11 unless the URL names one explicitly.
+REDIS_DB_GIVEN = REDIS_URL.rstrip("/").rsplit("/", 1)[-1].isdigit()
 # Comma-separated backends that must be present (CI sets "postgresql"): skipping them fails.
 REQUIRED = {b.strip() for b in os.environ.get("GATEWAY_TEST_REQUIRE", "").split(",") if b.strip()}
 

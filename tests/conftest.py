@@ -51,7 +51,7 @@ def pytest_terminal_summary(terminalreporter: Any) -> None:
 @pytest.fixture(scope="session")
 def redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     base = backends.REDIS_URL.rsplit("/", 1)[0]
-    url = f"{base}/{TEST_REDIS_DB}"
+    url = backends.REDIS_URL if backends.REDIS_DB_GIVEN else f"{base}/{TEST_REDIS_DB}"
     embedded: EmbeddedRedis | None = None
     if backends.redis_reachable(url):
         backends.report.used["redis"] = base

@@ -9,6 +9,7 @@ import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from app.clock import utcnow
+from app.store.idempotency import purge_expired_keys
 from app.store.tables import attempts, deliveries, events
 
 logger = logging.getLogger(__name__)
@@ -42,6 +43,8 @@ async def purge_expired(engine: AsyncEngine, retention_days: int, *, max_batches
             await conn.execute(deliveries.delete().where(deliveries.c.event_id.in_(ids)))
             await conn.execute(events.delete().where(events.c.id.in_(ids)))
             purged += len(ids)
-    if purged:
-        logger.info("purged expired events", extra={"events": purged})
+    async with engine.begin() as conn:
+        keys = await purge_expired_keys(conn, utcnow())
+    if purged or keys:
+        logger.info("purged expired rows", extra={"events": purged, "idempotency_keys": keys})
     return purged

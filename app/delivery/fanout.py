@@ -10,7 +10,6 @@ from typing import Any
 
 import msgspec
 from arq.connections import ArqRedis
-from contracts.canonical import Envelope, EventSource
 from redis.exceptions import RedisError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -24,6 +23,7 @@ from app.store.events import (
     insert_event_with_deliveries,
     matching_subscription_ids,
 )
+from contracts.canonical import Envelope, EventSource
 
 logger = logging.getLogger(__name__)
 _encoder = msgspec.json.Encoder()

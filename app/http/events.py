@@ -9,7 +9,7 @@ from typing import Annotated, Any
 
 import msgspec
 from litestar import Controller, Request, Response, get, post
-from litestar.params import Parameter
+from litestar.params import PathParameter, QueryParameter
 from sqlalchemy.exc import IntegrityError
 
 from app.clock import utcnow
@@ -156,12 +156,12 @@ class EventController(Controller):
     async def list_events(
         self,
         request: Request[Any, Any, Any],
-        limit: Annotated[int, Parameter(ge=1, le=MAX_LIMIT)] = DEFAULT_LIMIT,
-        cursor: Annotated[str | None, Parameter(max_length=100)] = None,
-        event_type: Annotated[str | None, Parameter(query="type", max_length=64)] = None,
-        source_id: Annotated[str | None, Parameter(max_length=40)] = None,
-        since: datetime | None = None,
-        until: datetime | None = None,
+        limit: Annotated[int, QueryParameter(ge=1, le=MAX_LIMIT)] = DEFAULT_LIMIT,
+        cursor: Annotated[str | None, QueryParameter(max_length=100)] = None,
+        event_type: Annotated[str | None, QueryParameter(name="type", max_length=64)] = None,
+        source_id: Annotated[str | None, QueryParameter(max_length=40)] = None,
+        since: Annotated[datetime | None, QueryParameter()] = None,
+        until: Annotated[datetime | None, QueryParameter()] = None,
     ) -> EventList:
         resources = resources_of(request.app.state)
         principal = principal_of(request)
@@ -192,7 +192,7 @@ class EventController(Controller):
     async def get_event(
         self,
         request: Request[Any, Any, Any],
-        event_id: Annotated[str, Parameter(max_length=40)],
+        event_id: Annotated[str, PathParameter(max_length=40)],
     ) -> dict[str, Any]:
         resources = resources_of(request.app.state)
         async with resources.engine.connect() as conn:

@@ -5,9 +5,8 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 import msgspec
-from contracts.canonical import EventSource, PingData
 from litestar import Controller, Request, delete, get, patch, post
-from litestar.params import JSONBody, Parameter
+from litestar.params import JSONBody, PathParameter, QueryParameter
 from litestar.status_codes import HTTP_200_OK, HTTP_201_CREATED, HTTP_204_NO_CONTENT
 
 from app.delivery.fanout import enqueue_published, write_event
@@ -27,6 +26,7 @@ from contracts.api import (
     SubscriptionUpdate,
     SubscriptionWithSecret,
 )
+from contracts.canonical import EventSource, PingData
 from contracts.event_types import pattern_problem
 
 # Headers we set ourselves, or that would break the request if a partner overrode them.
@@ -46,7 +46,9 @@ _RESERVED_HEADERS = frozenset(
 )
 _HEADER_NAME_CHARS = frozenset("!#$%&'*+-.^_`|~0123456789abcdefghijklmnopqrstuvwxyz")
 
-SubscriptionId = Annotated[str, Parameter(description="Subscription id (sub_...)", max_length=40)]
+SubscriptionId = Annotated[
+    str, PathParameter(description="Subscription id (sub_...)", max_length=40)
+]
 
 
 async def _checked_url(resources: Resources, url: str) -> str:
@@ -139,8 +141,8 @@ class SubscriptionController(Controller):
     async def list_subscriptions(
         self,
         request: Request[Any, Any, Any],
-        limit: Annotated[int, Parameter(ge=1, le=MAX_LIMIT)] = DEFAULT_LIMIT,
-        cursor: Annotated[str | None, Parameter(max_length=100)] = None,
+        limit: Annotated[int, QueryParameter(ge=1, le=MAX_LIMIT)] = DEFAULT_LIMIT,
+        cursor: Annotated[str | None, QueryParameter(max_length=100)] = None,
     ) -> SubscriptionList:
         resources = resources_of(request.app.state)
         principal = principal_of(request)

@@ -76,3 +76,46 @@ def test_cli_failures_say_why_with_the_right_exit_code(gateway_env: dict[str, st
     bad_setting = cli({**gateway_env, "GATEWAY_DELIVERY_TIMEOUT_S": "forever"}, "migrate")
     assert bad_setting.returncode == 1
     assert "GATEWAY_DELIVERY_TIMEOUT_S" in bad_setting.stderr
+
+
+def _saved_request(secret: str, body: bytes, timestamp: int) -> bytes:
+    from app.delivery.signing import webhook_headers
+
+    headers = webhook_headers(
+        msg_id="evt_01TEST", timestamp=timestamp, body=body, secrets=[secret], user_agent="t"
+    )
+    head = "".join(f"{name}: {value}\r\n" for name, value in headers.items())
+    return f"POST /hooks HTTP/1.1\r\n{head}\r\n".encode() + body
+
+
+def test_verify_tells_a_partner_whether_a_saved_delivery_is_genuine() -> None:
+    import time
+
+    from app.security.secret_box import new_webhook_secret
+
+    secret = new_webhook_secret()
+    body = b'{"id": "evt_01TEST", "type": "ping"}'
+
+    def verify(raw: bytes, *extra: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-m", "app.cli", "verify", "--secret", secret, *extra],
+            input=raw.decode(),
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            timeout=30,
+            check=False,
+        )
+
+    good = verify(_saved_request(secret, body, int(time.time())))
+    assert good.returncode == 0, good.stdout + good.stderr
+    assert "signature valid" in good.stdout
+    tampered = verify(_saved_request(secret, body, int(time.time())).replace(b"ping", b"pong"))
+    assert tampered.returncode == 1
+    assert "FAILED" in tampered.stdout
+    old = _saved_request(secret, body, int(time.time()) - 7200)
+    stale = verify(old)
+    assert stale.returncode == 1
+    assert "too old" in stale.stdout
+    assert verify(old, "--ignore-timestamp").returncode == 0
+    assert secret not in good.stdout + tampered.stdout + stale.stdout

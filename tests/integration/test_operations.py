@@ -122,3 +122,14 @@ async def test_logs_never_contain_secrets_or_tokens(
         assert secret not in line
         assert rotated.json()["secret"] not in line
         assert token not in line
+
+
+async def test_published_events_are_counted_by_type_and_provider(
+    client: Client, auth: dict[str, str]
+) -> None:
+    from contracts.canonical import EXAMPLES
+
+    await client.post("/v1/events", json=EXAMPLES["sale.completed"], headers=auth)
+    text = (await client.get("/metrics")).text
+    assert 'gateway_events_published_total{provider="api",type="sale.completed"}' in text
+    assert "gateway_fanout_size_bucket" in text

@@ -1,0 +1,142 @@
+"""AttemptRunner in-process: stale jobs do nothing, limits postpone instead of failing."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+
+import pytest
+import sqlalchemy as sa
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from app.delivery.attempts import AttemptRunner
+from app.delivery.fanout import write_event
+from app.delivery.http_client import WebhookClient
+from app.delivery.isolation import SubscriptionLimiter
+from app.security.secret_box import SecretBox, new_webhook_secret
+from app.security.ssrf import AddressPolicy, parse_allow_cidrs
+from app.settings import Settings
+from app.store.subscriptions import insert_subscription
+from app.store.tables import attempts, deliveries
+from contracts.api import SubscriptionCreate
+from contracts.canonical import EventSource, PingData
+from tests.e2e.stack import Receiver
+from workers.queue import QUEUE_NAME, queue_connection
+
+
+@pytest.fixture
+async def receiver() -> AsyncIterator[Receiver]:
+    receiver = Receiver()
+    await receiver.start()
+    yield receiver
+    await receiver.stop()
+
+
+@pytest.fixture
+async def runner(
+    engine: AsyncEngine, settings: Settings, redis_url: str
+) -> AsyncIterator[AttemptRunner]:
+    queue = queue_connection(redis_url)
+    await queue.flushdb()
+    client = WebhookClient(AddressPolicy(allow_cidrs=parse_allow_cidrs("127.0.0.1/32")))
+    await client.start()
+    yield AttemptRunner(
+        engine=engine,
+        queue=queue,
+        client=client,
+        limiter=SubscriptionLimiter(queue),
+        secret_box=SecretBox(()),
+        settings=settings,
+    )
+    await client.close()
+    await queue.aclose()
+
+
+async def _deliveries_to(
+    engine: AsyncEngine, tenant_id: str, url: str, count: int, **limits: int
+) -> list[str]:
+    body = SubscriptionCreate(url=url, event_types=["ping"], **limits)  # type: ignore[arg-type]
+    async with engine.begin() as conn:
+        await insert_subscription(
+            conn, tenant_id=tenant_id, body=body,
+            sealed_secret=SecretBox(()).seal(new_webhook_secret()), actor="test",
+        )  # fmt: skip
+        ids: list[str] = []
+        for _ in range(count):
+            published = await write_event(
+                conn, tenant_id=tenant_id, event_type="ping", data=PingData(message="hi"),
+                source=EventSource(source_id=None, provider=None, method="api"),
+            )  # fmt: skip
+            ids += published.delivery_ids
+    return ids
+
+
+async def _status(engine: AsyncEngine, delivery_id: str) -> tuple[str, int]:
+    async with engine.connect() as conn:
+        row = (
+            await conn.execute(
+                sa.select(deliveries.c.status, deliveries.c.attempt_count).where(
+                    deliveries.c.id == delivery_id
+                )
+            )
+        ).one()
+    return row.status, row.attempt_count
+
+
+async def test_a_duplicate_job_for_the_same_attempt_sends_once(
+    runner: AttemptRunner, engine: AsyncEngine, tenant_id: str, receiver: Receiver
+) -> None:
+    [delivery] = await _deliveries_to(engine, tenant_id, receiver.url("/once"), 1)
+    assert await runner.run([(delivery, 1)]) == 1
+    assert await runner.run([(delivery, 1)]) == 0
+    assert await runner.run([(delivery, 2)]) == 0  # not due: the delivery already succeeded
+    assert len(receiver.at("/once")) == 1
+    assert await _status(engine, delivery) == ("succeeded", 1)
+    async with engine.connect() as conn:
+        count = (await conn.execute(sa.select(sa.func.count()).select_from(attempts))).scalar()
+    assert count == 1
+
+
+async def test_a_job_for_a_cancelled_delivery_does_nothing(
+    runner: AttemptRunner, engine: AsyncEngine, tenant_id: str, receiver: Receiver
+) -> None:
+    [delivery] = await _deliveries_to(engine, tenant_id, receiver.url("/cancelled"), 1)
+    async with engine.begin() as conn:
+        await conn.execute(
+            deliveries.update().where(deliveries.c.id == delivery).values(status="cancelled")
+        )
+    assert await runner.run([(delivery, 1)]) == 0
+    assert receiver.at("/cancelled") == []
+
+
+async def test_rate_limit_postpones_the_excess_instead_of_failing_it(
+    runner: AttemptRunner, engine: AsyncEngine, tenant_id: str, receiver: Receiver
+) -> None:
+    ids = await _deliveries_to(engine, tenant_id, receiver.url("/limited"), 3, rate_limit_per_s=1)
+    sent = await runner.run([(d, 1) for d in ids])
+    assert sent == 1
+    assert len(receiver.at("/limited")) == 1
+    statuses = [await _status(engine, d) for d in ids]
+    assert sorted(statuses) == [("pending", 0), ("pending", 0), ("succeeded", 1)]
+    # The postponed attempts are queued again (deferred), not dropped.
+    assert await runner.queue.zcard(QUEUE_NAME) == 2
+
+
+async def test_max_in_flight_is_shared_through_redis(
+    runner: AttemptRunner, engine: AsyncEngine, tenant_id: str, receiver: Receiver
+) -> None:
+    ids = await _deliveries_to(engine, tenant_id, receiver.url("/narrow"), 2, max_in_flight=1)
+    async with engine.connect() as conn:
+        sub_id = (
+            await conn.execute(
+                sa.select(deliveries.c.subscription_id).where(deliveries.c.id == ids[0])
+            )
+        ).scalar_one()
+    # Another worker holds the only slot.
+    admission = await runner.limiter.acquire(
+        sub_id, "elsewhere", max_in_flight=1, rate_limit_per_s=None, lease_s=30
+    )
+    assert admission.admitted
+    assert await runner.run([(d, 1) for d in ids]) == 0
+    assert receiver.at("/narrow") == []
+    await runner.limiter.release(sub_id, "elsewhere")
+    assert await runner.run([(ids[0], 1)]) == 1
