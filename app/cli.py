@@ -1,4 +1,4 @@
-"""The `pwbi-gateway` command: run, serve, worker, migrate, tenants, tokens, verify."""
+"""The `pwbi-gateway` command: run, serve, worker, migrate, tenants, tokens, verify, support."""
 
 from __future__ import annotations
 
@@ -8,6 +8,11 @@ import sys
 from collections.abc import Sequence
 
 from app.durations import parse_duration_s
+from app.operator_commands import (
+    OperatorCommandFailed,
+    add_operator_commands,
+    run_operator_command,
+)
 from app.security.jwt_auth import ALL_SCOPES, issue_token
 from app.settings import Settings, SettingsError, load_settings
 
@@ -40,6 +45,8 @@ def _parser() -> argparse.ArgumentParser:
     for action in ("disable", "enable"):
         sub = tenants.add_parser(action, help=f"{action} a tenant (its tokens stop/start working)")
         sub.add_argument("tenant_id")
+
+    add_operator_commands(commands)
 
     verify = commands.add_parser(
         "verify",
@@ -131,6 +138,12 @@ def _dispatch(args: argparse.Namespace, settings: Settings) -> int:
         return asyncio.run(_tenants(args, settings))
     if args.command == "tokens":
         return asyncio.run(_issue_token(args, settings))
+    if args.command in ("deliveries", "subscriptions"):
+        try:
+            asyncio.run(run_operator_command(args, settings))
+        except OperatorCommandFailed as exc:
+            raise CommandFailed(str(exc)) from None
+        return EXIT_OK
     raise AssertionError(args.command)
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import threading
 import time
+from datetime import datetime
 
 # Crockford base32, as ULID uses: sortable as plain strings.
 _ALPHABET = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
@@ -50,3 +51,9 @@ def has_prefix(value: str, prefix: str) -> bool:
     """True when value looks like one of our ids of that kind (cheap shape check)."""
     body = value.removeprefix(prefix + "_")
     return body != value and len(body) == 26 and all(c in _ALPHABET for c in body)
+
+
+def id_floor(prefix: str, at: datetime) -> str:
+    """The smallest id of that kind created at `at`: time filters become index range scans."""
+    ms = max(int(at.timestamp() * 1000), 0)
+    return f"{prefix}_{_encode(ms, 10)}{'0' * 16}"

@@ -20,6 +20,7 @@ MaxInFlight = Annotated[int, Meta(ge=1, le=100)]
 TimeoutS = Annotated[int, Meta(ge=1, le=30)]
 GracePeriodS = Annotated[int, Meta(ge=0, le=7 * 86400)]
 SubscriptionStatus = Literal["enabled", "disabled"]
+AwareDatetime = Annotated[datetime, Meta(tz=True)]
 
 
 class SubscriptionCreate(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
@@ -96,3 +97,108 @@ class EventTypeInfo(msgspec.Struct, kw_only=True):
 
 class EventTypeList(msgspec.Struct, kw_only=True):
     data: list[EventTypeInfo]
+
+
+DeliveryStatus = Literal["pending", "succeeded", "failed", "cancelled"]
+
+
+class Attempt(msgspec.Struct, kw_only=True):
+    attempt: int
+    started_at: datetime
+    duration_ms: int
+    status_code: int | None
+    error: str | None
+    response_body: str | None
+
+
+class Delivery(msgspec.Struct, kw_only=True):
+    id: str
+    event_id: str
+    event_type: str
+    subscription_id: str
+    status: DeliveryStatus
+    attempt_count: int
+    next_attempt_at: datetime | None
+    last_attempt_at: datetime | None
+    last_status_code: int | None
+    replay_id: str | None
+    created_at: datetime
+    updated_at: datetime
+
+
+class DeliveryDetail(Delivery, kw_only=True):
+    attempts: list[Attempt]
+
+
+class DeliveryList(msgspec.Struct, kw_only=True):
+    data: list[Delivery]
+    next_cursor: str | None
+
+
+class DeliveryRetried(msgspec.Struct, kw_only=True):
+    id: str
+    attempt: int
+    status: DeliveryStatus
+
+
+class ReplayEvent(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    subscription_ids: (
+        Annotated[list[Annotated[str, Meta(max_length=40)]], Meta(max_length=100)] | None
+    ) = None
+
+
+class EventReplayed(msgspec.Struct, kw_only=True):
+    event_id: str
+    deliveries: list[str]
+
+
+RecoverStatus = Literal["failed", "cancelled", "succeeded"]
+
+
+class Recover(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    since: AwareDatetime
+    until: AwareDatetime | None = None
+    status: RecoverStatus = "failed"
+
+
+class RecoverAccepted(msgspec.Struct, kw_only=True):
+    replay_id: str
+
+
+class EnableSubscription(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    """Re-enable; with recover_since, failed and cancelled deliveries since then go again."""
+
+    recover_since: AwareDatetime | None = None
+
+
+class SubscriptionEnabled(Subscription, kw_only=True):
+    replay_id: str | None = None
+
+
+class ReplayProgress(msgspec.Struct, kw_only=True):
+    id: str
+    subscription_id: str
+    status: Literal["running", "completed"]
+    since: datetime
+    until: datetime | None
+    delivery_status: str
+    total: int
+    enqueued: int
+    succeeded: int
+    failed: int
+    created_at: datetime
+    updated_at: datetime
+
+
+class AuditEntry(msgspec.Struct, kw_only=True):
+    id: str
+    actor: str
+    action: str
+    target: str | None
+    details: dict[str, Any] | None
+    created_at: datetime
+
+
+class AuditLog(msgspec.Struct, kw_only=True):
+    data: list[AuditEntry]
+    next_cursor: str | None

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import os
 import secrets
 from dataclasses import dataclass, field
@@ -31,6 +32,7 @@ class BackendReport:
 report = BackendReport()
 
 
+@functools.cache
 def postgres_available() -> str | None:
     """None when reachable, else the reason."""
 

@@ -16,6 +16,7 @@ from app.delivery.attempts import AttemptRunner
 from app.delivery.http_client import WebhookClient
 from app.delivery.isolation import SubscriptionLimiter
 from app.delivery.jobs import DELIVER_JOB
+from app.delivery.replay import RECOVER_JOB, run_recover
 from app.security.secret_box import SecretBox
 from app.security.ssrf import AddressPolicy
 from app.settings import Settings, load_settings
@@ -39,6 +40,10 @@ async def purge_retention(ctx: dict[str, Any]) -> int:
 
 async def sweep(ctx: dict[str, Any]) -> int:
     return await sweep_overdue(ctx["engine"], ctx["redis"], utcnow())
+
+
+async def recover(ctx: dict[str, Any], replay_id: str) -> int:
+    return await run_recover(ctx["engine"], ctx["redis"], replay_id)
 
 
 async def on_startup(ctx: dict[str, Any]) -> None:
@@ -76,6 +81,7 @@ class WorkerSettings:
         # keep_result=0: a finished attempt leaves no result key, so the sweeper can
         # enqueue the same job id again should the delivery still be due later.
         func(deliver_attempts, name=DELIVER_JOB, keep_result=0, timeout=JOB_TIMEOUT_S),
+        func(recover, name=RECOVER_JOB, keep_result=0, timeout=JOB_TIMEOUT_S),
     ]
     cron_jobs: ClassVar[list[CronJob]] = [
         cron(sweep, second=set(range(0, 60, 3)), unique=True, run_at_startup=True, keep_result=0),

@@ -10,6 +10,7 @@ from arq.connections import ArqRedis
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from app.delivery.jobs import enqueue_attempt
+from app.delivery.replay import RECOVER_JOB, RECOVER_STALLED_AFTER_S, stalled_replays
 from app.metrics import OLDEST_DUE_LAG, QUEUE_DEPTH, SWEEPER_ENQUEUED
 from app.store.tables import deliveries
 from workers.queue import QUEUE_NAME
@@ -44,8 +45,13 @@ async def sweep_overdue(engine: AsyncEngine, queue: ArqRedis, now: datetime) -> 
                 )
             )
         ).scalar_one_or_none()
+        stalled = await stalled_replays(conn, now - timedelta(seconds=RECOVER_STALLED_AFTER_S))
     for row in rows:
         await enqueue_attempt(queue, row.id, row.attempt_count + 1)
+    for replay_id in stalled:
+        # Its worker died mid-slice: resume from the saved cursor (ids dedupe per window).
+        window = int(now.timestamp() // RECOVER_STALLED_AFTER_S)
+        await queue.enqueue_job(RECOVER_JOB, replay_id, _job_id=f"{replay_id}:s{window}")
     if rows:
         SWEEPER_ENQUEUED.inc(len(rows))
         logger.info("sweeper enqueued overdue deliveries", extra={"count": len(rows)})

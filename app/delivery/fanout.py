@@ -97,10 +97,15 @@ async def write_event(
     )
 
 
-async def enqueue_published(queue: ArqRedis, published: Published) -> None:
+async def enqueue_published(
+    queue: ArqRedis, published: Published, *, count_as_new: bool = True
+) -> None:
     """After commit. If Redis is unreachable the rows are safe; the sweeper enqueues them."""
-    EVENTS_PUBLISHED.labels(type=published.event_type, provider=published.provider or "api").inc()
-    FANOUT_SIZE.observe(len(published.delivery_ids))
+    if count_as_new:
+        EVENTS_PUBLISHED.labels(
+            type=published.event_type, provider=published.provider or "api"
+        ).inc()
+        FANOUT_SIZE.observe(len(published.delivery_ids))
     if not published.delivery_ids:
         return
     try:

@@ -16,6 +16,7 @@ from litestar.plugins.prometheus import PrometheusConfig, PrometheusController
 
 from app import __version__
 from app.http.auth import BearerAuthMiddleware
+from app.http.deliveries import DeliveryController
 from app.http.events import EventController
 from app.http.health import healthz, readyz
 from app.http.problems import EXCEPTION_HANDLERS
@@ -94,6 +95,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
             MetricsController,
             SubscriptionController,
             EventController,
+            DeliveryController,
         ],
         lifespan=[lifespan],
         exception_handlers=EXCEPTION_HANDLERS,

@@ -10,6 +10,7 @@ from litestar.params import JSONBody, PathParameter, QueryParameter
 from litestar.status_codes import HTTP_200_OK, HTTP_201_CREATED, HTTP_204_NO_CONTENT
 
 from app.delivery.fanout import enqueue_published, write_event
+from app.delivery.replay import enqueue_recover, start_recover
 from app.http.auth import principal_of, requires_scope
 from app.http.pagination import DEFAULT_LIMIT, MAX_LIMIT, decode_cursor, next_cursor
 from app.http.problems import ApiError, FieldError, invalid_field, not_found
@@ -18,10 +19,12 @@ from app.security.secret_box import new_webhook_secret
 from app.security.ssrf import UrlRejected, vet_webhook_url
 from app.store import subscriptions as store
 from contracts.api import (
+    EnableSubscription,
     PublishAccepted,
     RotateSecret,
     Subscription,
     SubscriptionCreate,
+    SubscriptionEnabled,
     SubscriptionList,
     SubscriptionUpdate,
     SubscriptionWithSecret,
@@ -272,9 +275,43 @@ class SubscriptionController(Controller):
         summary="Enable a subscription",
     )
     async def enable_subscription(
-        self, request: Request[Any, Any, Any], subscription_id: SubscriptionId
-    ) -> Subscription:
-        return await self._set_enabled(request, subscription_id, enabled=True)
+        self,
+        request: Request[Any, Any, Any],
+        subscription_id: SubscriptionId,
+        data: JSONBody[EnableSubscription | None] = None,
+    ) -> SubscriptionEnabled:
+        """With recover_since, failed and cancelled deliveries since then are attempted again."""
+        resources = resources_of(request.app.state)
+        principal = principal_of(request)
+        recover_since = data.recover_since if data else None
+        if recover_since is not None and "deliveries:replay" not in principal.scopes:
+            raise ApiError(403, "recover_since needs the scope 'deliveries:replay'")
+        replay_id: str | None = None
+        async with resources.engine.begin() as conn:
+            enabled = await store.set_subscription_enabled(
+                conn,
+                tenant_id=principal.tenant_id,
+                subscription_id=subscription_id,
+                enabled=True,
+                actor=principal.actor,
+            )
+            if enabled is None:
+                raise not_found("subscription")
+            if recover_since is not None:
+                replay_id = await start_recover(
+                    resources.engine,
+                    resources.redis,
+                    tenant_id=principal.tenant_id,
+                    subscription_id=subscription_id,
+                    since=recover_since,
+                    until=None,
+                    statuses=["failed", "cancelled"],
+                    actor=principal.actor,
+                    conn=conn,
+                )
+        if replay_id is not None:
+            await enqueue_recover(resources.redis, replay_id)
+        return SubscriptionEnabled(**msgspec.structs.asdict(enabled), replay_id=replay_id)
 
     @post(
         "/{subscription_id:str}/disable",
@@ -286,7 +323,19 @@ class SubscriptionController(Controller):
     async def disable_subscription(
         self, request: Request[Any, Any, Any], subscription_id: SubscriptionId
     ) -> Subscription:
-        return await self._set_enabled(request, subscription_id, enabled=False)
+        resources = resources_of(request.app.state)
+        principal = principal_of(request)
+        async with resources.engine.begin() as conn:
+            result = await store.set_subscription_enabled(
+                conn,
+                tenant_id=principal.tenant_id,
+                subscription_id=subscription_id,
+                enabled=False,
+                actor=principal.actor,
+            )
+        if result is None:
+            raise not_found("subscription")
+        return result
 
     @post(
         "/{subscription_id:str}/test",
@@ -315,20 +364,3 @@ class SubscriptionController(Controller):
             )
         await enqueue_published(resources.redis, published)
         return PublishAccepted(id=published.event_id, deliveries=len(published.delivery_ids))
-
-    async def _set_enabled(
-        self, request: Request[Any, Any, Any], subscription_id: str, *, enabled: bool
-    ) -> Subscription:
-        resources = resources_of(request.app.state)
-        principal = principal_of(request)
-        async with resources.engine.begin() as conn:
-            result = await store.set_subscription_enabled(
-                conn,
-                tenant_id=principal.tenant_id,
-                subscription_id=subscription_id,
-                enabled=enabled,
-                actor=principal.actor,
-            )
-        if result is None:
-            raise not_found("subscription")
-        return result

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 from typing import Any
 
+import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from app.clock import utcnow
 from app.ids import new_id
 from app.store.tables import audit_log
+from contracts.api import AuditEntry
 
 
 async def record_audit(
@@ -32,3 +34,24 @@ async def record_audit(
             created_at=utcnow(),
         )
     )
+
+
+async def list_audit_entries(
+    conn: AsyncConnection, tenant_id: str, *, limit: int, before_id: str | None
+) -> list[AuditEntry]:
+    query = (
+        sa.select(
+            audit_log.c.id,
+            audit_log.c.actor,
+            audit_log.c.action,
+            audit_log.c.target,
+            audit_log.c.details,
+            audit_log.c.created_at,
+        )
+        .where(audit_log.c.tenant_id == tenant_id)
+        .order_by(audit_log.c.id.desc())
+        .limit(limit)
+    )
+    if before_id is not None:
+        query = query.where(audit_log.c.id < before_id)
+    return [AuditEntry(**row._asdict()) for row in await conn.execute(query)]

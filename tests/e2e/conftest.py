@@ -9,6 +9,7 @@ import pytest
 import redis
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from tests import backends
 from tests.conftest import HS_KID, HS_SECRET
 from tests.e2e.stack import Receiver, Stack
 
@@ -60,3 +61,13 @@ def make_stack(
     yield make
     for stack in stacks:
         stack.stop()
+
+
+@pytest.fixture
+def once_per_run(backend: str) -> None:
+    """Long resilience runs (kill -9, emptied Redis, hangs) go once, on the production store.
+
+    SQLite still runs every other end-to-end test; these add minutes, not coverage of SQL.
+    """
+    if backend == "sqlite" and backends.postgres_available() is None:
+        pytest.skip("long resilience test: runs once per suite, on PostgreSQL")

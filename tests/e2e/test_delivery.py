@@ -9,6 +9,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 import httpx
+import pytest
 import redis
 import sqlalchemy as sa
 from aiohttp import web
@@ -266,6 +267,7 @@ async def test_connect_time_guard_refuses_a_host_resolving_to_loopback(
     assert receiver.at("/internal") == []
 
 
+@pytest.mark.usefixtures("once_per_run")
 async def test_a_hanging_endpoint_does_not_hold_up_a_healthy_one(
     make_stack: StackFactory, receiver: Receiver, auth_token: str
 ) -> None:
@@ -311,6 +313,7 @@ async def test_ping_reaches_only_the_tested_subscription(
     assert receiver.at("/bystander") == []
 
 
+@pytest.mark.usefixtures("once_per_run")
 async def test_a_worker_killed_mid_run_loses_no_delivery(
     make_stack: StackFactory, receiver: Receiver, auth_token: str, engine: AsyncEngine
 ) -> None:
@@ -344,6 +347,7 @@ async def test_a_worker_killed_mid_run_loses_no_delivery(
     assert len(delivered_ids) == 1000  # at least once each; duplicates are allowed
 
 
+@pytest.mark.usefixtures("once_per_run")
 async def test_emptied_redis_is_recovered_by_the_sweeper(
     make_stack: StackFactory, receiver: Receiver, auth_token: str, engine: AsyncEngine,
     redis_url: str,
