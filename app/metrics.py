@@ -16,6 +16,18 @@ FANOUT_SIZE = Histogram(
     buckets=(0, 1, 2, 3, 5, 10, 20, 50, 100, 250),
 )
 
+INBOUND_REQUESTS = Counter(
+    "gateway_inbound_requests_total",
+    "Provider webhooks received, by provider and outcome "
+    "(accepted, duplicate, bad_signature, unparseable).",
+    ["provider", "outcome"],
+)
+INBOUND_UNKNOWN_STATUS = Counter(
+    "gateway_inbound_unknown_status_total",
+    "Provider order statuses with no canonical mapping (kept as provider_status).",
+    ["provider"],
+)
+
 # --- workers -----------------------------------------------------------------------------
 DELIVERY_ATTEMPTS = Counter(
     "gateway_delivery_attempts_total",

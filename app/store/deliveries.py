@@ -32,8 +32,7 @@ def _delivery(row: Any) -> Delivery:
     return Delivery(**{c.name: getattr(row, c.name) for c in _COLUMNS})
 
 
-async def list_deliveries(
-    conn: AsyncConnection,
+def list_deliveries_query(
     tenant_id: str,
     *,
     limit: int,
@@ -43,7 +42,7 @@ async def list_deliveries(
     status: str | None = None,
     since: datetime | None = None,
     until: datetime | None = None,
-) -> list[Delivery]:
+) -> sa.Select[Any]:
     """Newest first. Ids start with their creation time, so time bounds are id ranges and
     every filter combination walks one of the (…, id) indexes instead of sorting."""
     query = (
@@ -65,7 +64,29 @@ async def list_deliveries(
         query = query.where(deliveries.c.id >= id_floor("dlv", since))
     if until is not None:
         query = query.where(deliveries.c.id < id_floor("dlv", until))
+    return query
+
+
+async def list_deliveries(
+    conn: AsyncConnection, tenant_id: str, *, limit: int, **filters: Any
+) -> list[Delivery]:
+    query = list_deliveries_query(tenant_id, limit=limit, **filters)
     return [_delivery(r) for r in await conn.execute(query)]
+
+
+def attempts_query(delivery_id: str) -> sa.Select[Any]:
+    return (
+        sa.select(
+            attempts.c.attempt,
+            attempts.c.started_at,
+            attempts.c.duration_ms,
+            attempts.c.status_code,
+            attempts.c.error,
+            attempts.c.response_body,
+        )
+        .where(attempts.c.delivery_id == delivery_id)
+        .order_by(attempts.c.attempt)
+    )
 
 
 async def get_delivery(
@@ -79,18 +100,7 @@ async def get_delivery(
     row = (await conn.execute(query)).first()
     if row is None:
         return None
-    attempt_rows = await conn.execute(
-        sa.select(
-            attempts.c.attempt,
-            attempts.c.started_at,
-            attempts.c.duration_ms,
-            attempts.c.status_code,
-            attempts.c.error,
-            attempts.c.response_body,
-        )
-        .where(attempts.c.delivery_id == delivery_id)
-        .order_by(attempts.c.attempt)
-    )
+    attempt_rows = await conn.execute(attempts_query(delivery_id))
     return DeliveryDetail(
         **{c.name: getattr(row, c.name) for c in _COLUMNS},
         attempts=[Attempt(**r._asdict()) for r in attempt_rows],
