@@ -21,6 +21,7 @@ from app.delivery.fanout import Published, enqueue_published, write_event
 from app.delivery.http_client import PostResult, WebhookClient
 from app.delivery.isolation import SubscriptionLimiter
 from app.delivery.jobs import AttemptRef, enqueue_attempt
+from app.delivery.micro_batch import MicroBatcher
 from app.delivery.policy import AttemptResult, Decision, decide
 from app.delivery.signing import webhook_headers
 from app.ids import new_id
@@ -113,84 +114,106 @@ class AttemptRunner:
         self.secret_box = secret_box
         self.settings = settings
         self.rng = rng or random.Random()  # noqa: S311 - jitter, not security
+        self._claims: MicroBatcher[AttemptRef, Claimed | None] = MicroBatcher(self._claim_batch)
+        self._records: MicroBatcher[Sent | Throttled, Recorded] = MicroBatcher(self._record_batch)
 
     async def run(self, refs: Sequence[AttemptRef]) -> int:
-        """Attempt each (delivery, attempt) that is still current; returns how many were sent."""
-        claimed = await self._claim(refs)
-        if not claimed:
-            return 0
-        outcomes = await asyncio.gather(*(self._attempt(c) for c in claimed))
-        recorded = await self._record(outcomes)
-        await self._after_commit(recorded)
-        return sum(isinstance(o, Sent) for o in outcomes)
+        """Attempt each (delivery, attempt) that is still current; returns how many were sent.
 
-    async def _claim(self, refs: Sequence[AttemptRef]) -> list[Claimed]:
+        Claims and records go through micro-batchers: the attempts of every job running in
+        this worker at about the same moment share one claim and one record transaction.
+        """
+        sent = await asyncio.gather(*(self._run_one(ref) for ref in refs))
+        return sum(sent)
+
+    async def _run_one(self, ref: AttemptRef) -> bool:
+        claim = await self._claims.submit(ref)
+        if claim is None:
+            return False
+        outcome = await self._attempt(claim)
+        recorded = await self._records.submit(outcome)
+        await self._after_commit(recorded)
+        return isinstance(outcome, Sent)
+
+    async def _claim_batch(self, refs: list[AttemptRef]) -> list[Claimed | None]:
         """Take a lease on each attempt that is still the delivery's next one.
 
         A job for an attempt that is no longer current (already made, delivery finished or
         cancelled, or leased by a live worker) matches no row and does nothing.
         """
-        wanted = {(d, n - 1) for d, n in refs}
-        if not wanted:
-            return []
         now = utcnow()
+        # Long enough for the slowest attempt allowed; released as soon as it is recorded.
+        lease_until = now + timedelta(seconds=self.settings.delivery_timeout_s + LEASE_MARGIN_S)
+        wanted = sorted({(d, n - 1) for d, n in refs})
         async with self.engine.begin() as conn:
+            claimed_ids = set(
+                (
+                    await conn.execute(
+                        deliveries.update()
+                        .where(
+                            sa.tuple_(deliveries.c.id, deliveries.c.attempt_count).in_(wanted),
+                            deliveries.c.status == "pending",
+                            sa.or_(
+                                deliveries.c.lease_until.is_(None), deliveries.c.lease_until < now
+                            ),
+                        )
+                        .values(lease_until=lease_until)
+                        .returning(deliveries.c.id)
+                    )
+                ).scalars()
+            )
             rows = (
-                await conn.execute(
-                    sa.select(
-                        deliveries.c.id,
-                        deliveries.c.attempt_count,
-                        deliveries.c.tenant_id,
-                        deliveries.c.event_id,
-                        deliveries.c.subscription_id,
-                        subscriptions.c.status.label("subscription_status"),
-                        subscriptions.c.url,
-                        subscriptions.c.headers,
-                        subscriptions.c.secret,
-                        subscriptions.c.previous_secret,
-                        subscriptions.c.previous_secret_expires_at,
-                        subscriptions.c.timeout_s,
-                        subscriptions.c.max_in_flight,
-                        subscriptions.c.rate_limit_per_s,
-                        subscriptions.c.consecutive_failures,
-                        subscriptions.c.failing_since,
-                        events.c.payload,
+                (
+                    await conn.execute(
+                        sa.select(
+                            deliveries.c.id,
+                            deliveries.c.attempt_count,
+                            deliveries.c.tenant_id,
+                            deliveries.c.event_id,
+                            deliveries.c.subscription_id,
+                            subscriptions.c.status.label("subscription_status"),
+                            subscriptions.c.url,
+                            subscriptions.c.headers,
+                            subscriptions.c.secret,
+                            subscriptions.c.previous_secret,
+                            subscriptions.c.previous_secret_expires_at,
+                            subscriptions.c.timeout_s,
+                            subscriptions.c.max_in_flight,
+                            subscriptions.c.rate_limit_per_s,
+                            subscriptions.c.consecutive_failures,
+                            subscriptions.c.failing_since,
+                            events.c.payload,
+                        )
+                        .join(subscriptions, subscriptions.c.id == deliveries.c.subscription_id)
+                        .join(events, events.c.id == deliveries.c.event_id)
+                        .where(deliveries.c.id.in_(sorted(claimed_ids)))
                     )
-                    .join(subscriptions, subscriptions.c.id == deliveries.c.subscription_id)
-                    .join(events, events.c.id == deliveries.c.event_id)
-                    .where(
-                        deliveries.c.id.in_([d for d, _ in wanted]),
-                        deliveries.c.status == "pending",
-                        sa.or_(deliveries.c.lease_until.is_(None), deliveries.c.lease_until < now),
-                    )
-                )
-            ).all()
-            current = [r for r in rows if (r.id, r.attempt_count) in wanted]
-            orphaned = [r.id for r in current if r.subscription_status != "enabled"]
+                ).all()
+                if claimed_ids
+                else []
+            )
+            orphaned = [r.id for r in rows if r.subscription_status != "enabled"]
             if orphaned:
                 # The subscription was disabled or deleted after this job was queued.
                 await conn.execute(
                     deliveries.update()
-                    .where(deliveries.c.id.in_(orphaned), deliveries.c.status == "pending")
-                    .values(status="cancelled", next_attempt_at=None, updated_at=now)
-                )
-            live = [r for r in current if r.subscription_status == "enabled"]
-            claimed: list[Claimed] = []
-            for row in live:
-                lease_until = now + timedelta(seconds=row.timeout_s + LEASE_MARGIN_S)
-                result = await conn.execute(
-                    deliveries.update()
-                    .where(
-                        deliveries.c.id == row.id,
-                        deliveries.c.status == "pending",
-                        deliveries.c.attempt_count == row.attempt_count,
-                        sa.or_(deliveries.c.lease_until.is_(None), deliveries.c.lease_until < now),
+                    .where(deliveries.c.id.in_(orphaned))
+                    .values(
+                        status="cancelled", next_attempt_at=None, lease_until=None, updated_at=now
                     )
-                    .values(lease_until=lease_until)
                 )
-                if result.rowcount == 1:
-                    claimed.append(self._claimed(row))
-        return claimed
+        by_id = {r.id: self._claimed(r) for r in rows if r.subscription_status == "enabled"}
+        results: list[Claimed | None] = []
+        seen: set[str] = set()
+        for delivery_id, attempt in refs:
+            claim = by_id.get(delivery_id)
+            # The same attempt twice in one batch (duplicate jobs): only the first one runs.
+            if claim is None or claim.attempt != attempt or delivery_id in seen:
+                results.append(None)
+            else:
+                seen.add(delivery_id)
+                results.append(claim)
+        return results
 
     def _claimed(self, row: Any) -> Claimed:
         return Claimed(
@@ -265,11 +288,12 @@ class AttemptRunner:
         ATTEMPT_DURATION.observe(result.duration_ms / 1000)
         return Sent(claim, started_at, result, decision)
 
-    async def _record(self, outcomes: Sequence[Sent | Throttled]) -> Recorded:
-        recorded = Recorded()
+    async def _record_batch(self, outcomes: list[Sent | Throttled]) -> list[Recorded]:
+        """One transaction for every attempt that finished at about the same time."""
         now = utcnow()
+        recorded = [Recorded() for _ in outcomes]
         async with self.engine.begin() as conn:
-            for outcome in outcomes:
+            for outcome, record in zip(outcomes, recorded, strict=True):
                 if isinstance(outcome, Throttled):
                     wait = timedelta(milliseconds=max(outcome.retry_in_ms, 50))
                     await conn.execute(
@@ -277,56 +301,77 @@ class AttemptRunner:
                         .where(deliveries.c.id == outcome.claim.delivery_id)
                         .values(lease_until=None, next_attempt_at=now + wait, updated_at=now)
                     )
-                    recorded.throttled.append(outcome)
-                    continue
-                await self._record_sent(conn, outcome, now, recorded)
+                    record.throttled.append(outcome)
+            sent = [
+                (outcome, record)
+                for outcome, record in zip(outcomes, recorded, strict=True)
+                if isinstance(outcome, Sent)
+            ]
+            if sent:
+                await self._record_sent(conn, sent, now)
         return recorded
 
     async def _record_sent(
-        self, conn: AsyncConnection, sent: Sent, now: datetime, recorded: Recorded
+        self, conn: AsyncConnection, sent: list[tuple[Sent, Recorded]], now: datetime
     ) -> None:
-        claim, result, decision = sent.claim, sent.result, sent.decision
         await conn.execute(
-            attempts.insert().values(
-                id=new_id("att"),
-                delivery_id=claim.delivery_id,
-                tenant_id=claim.tenant_id,
-                attempt=claim.attempt,
-                started_at=sent.started_at,
-                duration_ms=result.duration_ms,
-                status_code=result.status_code,
-                error=_error_text(result),
-                response_body=(result.body_head or "")[:RESPONSE_BODY_LIMIT] or None,
-            )
+            attempts.insert(),
+            [
+                {
+                    "id": new_id("att"),
+                    "delivery_id": s.claim.delivery_id,
+                    "tenant_id": s.claim.tenant_id,
+                    "attempt": s.claim.attempt,
+                    "started_at": s.started_at,
+                    "duration_ms": s.result.duration_ms,
+                    "status_code": s.result.status_code,
+                    "error": _error_text(s.result),
+                    "response_body": (s.result.body_head or "")[:RESPONSE_BODY_LIMIT] or None,
+                }
+                for s, _ in sent
+            ],
         )
-        next_at: datetime | None = None
-        if decision.outcome == "succeeded":
-            status = "succeeded"
-        elif decision.outcome == "retry" and decision.next_delay_s is not None:
-            status = "pending"
-            next_at = now + timedelta(seconds=decision.next_delay_s)
-        else:
-            status = "failed"
+        updates: list[dict[str, Any]] = []
+        for item, record in sent:
+            decision = item.decision
+            next_at: datetime | None = None
+            if decision.outcome == "succeeded":
+                status = "succeeded"
+            elif decision.outcome == "retry" and decision.next_delay_s is not None:
+                status = "pending"
+                next_at = now + timedelta(seconds=decision.next_delay_s)
+                RETRIES_SCHEDULED.inc()
+                record.retries.append((item.claim.delivery_id, item.claim.attempt + 1, next_at))
+            else:
+                status = "failed"
+                GIVE_UPS.inc()
+            updates.append(
+                {
+                    "b_id": item.claim.delivery_id,
+                    "b_status": status,
+                    "b_attempt": item.claim.attempt,
+                    "b_next": next_at,
+                    "b_last": item.started_at,
+                    "b_code": item.result.status_code,
+                }
+            )
         # A delete or disable during the attempt has cancelled the delivery: keep that.
         await conn.execute(
             deliveries.update()
-            .where(deliveries.c.id == claim.delivery_id, deliveries.c.status == "pending")
+            .where(deliveries.c.id == sa.bindparam("b_id"), deliveries.c.status == "pending")
             .values(
-                status=status,
-                attempt_count=claim.attempt,
-                next_attempt_at=next_at,
-                last_attempt_at=sent.started_at,
-                last_status_code=result.status_code,
+                status=sa.bindparam("b_status"),
+                attempt_count=sa.bindparam("b_attempt"),
+                next_attempt_at=sa.bindparam("b_next", type_=deliveries.c.next_attempt_at.type),
+                last_attempt_at=sa.bindparam("b_last", type_=deliveries.c.last_attempt_at.type),
+                last_status_code=sa.bindparam("b_code"),
                 lease_until=None,
                 updated_at=now,
-            )
+            ),
+            updates,
         )
-        if status == "pending" and next_at is not None:
-            RETRIES_SCHEDULED.inc()
-            recorded.retries.append((claim.delivery_id, claim.attempt + 1, next_at))
-        elif status == "failed":
-            GIVE_UPS.inc()
-        await self._record_subscription_health(conn, sent, now, recorded)
+        for item, record in sent:
+            await self._record_subscription_health(conn, item, now, record)
 
     async def _record_subscription_health(
         self, conn: AsyncConnection, sent: Sent, now: datetime, recorded: Recorded
@@ -359,9 +404,12 @@ class AttemptRunner:
             reason = "failing"
         if reason is not None:
             published = await disable_failing_subscription(
-                conn, tenant_id=claim.tenant_id, subscription_id=claim.subscription_id,
-                reason=reason, now=now,
-            )  # fmt: skip
+                conn,
+                tenant_id=claim.tenant_id,
+                subscription_id=claim.subscription_id,
+                reason=reason,
+                now=now,
+            )
             if published is not None:
                 recorded.published.append(published)
 

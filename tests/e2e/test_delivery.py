@@ -35,9 +35,12 @@ async def subscribe(
     stack: Stack, token: str, receiver: Receiver, path: str, *patterns: str, **extra: Any
 ) -> dict[str, Any]:
     response = await api(
-        stack, "POST", "/v1/subscriptions", token,
+        stack,
+        "POST",
+        "/v1/subscriptions",
+        token,
         json={"url": receiver.url(path), "event_types": list(patterns or ("*",)), **extra},
-    )  # fmt: skip
+    )
     assert response.status_code == 201, response.text
     created: dict[str, Any] = response.json()
     receiver.secrets.setdefault(path, []).append(created["secret"])
@@ -89,8 +92,9 @@ async def test_event_reaches_every_matching_subscriber_signed(
     make_stack: StackFactory, receiver: Receiver, auth_token: str, tenant_id: str
 ) -> None:
     stack = make_stack()
-    orders = await subscribe(stack, auth_token, receiver, "/orders", "order.*",
-                             headers={"X-Partner-Key": "k-123"})  # fmt: skip
+    orders = await subscribe(
+        stack, auth_token, receiver, "/orders", "order.*", headers={"X-Partner-Key": "k-123"}
+    )
     await subscribe(stack, auth_token, receiver, "/all", "*")
     await subscribe(stack, auth_token, receiver, "/sales", "sale.*")
     event_id = await publish(stack, auth_token)
@@ -151,9 +155,12 @@ async def test_timeouts_and_refused_connections_retry_then_give_up(
     slow = await subscribe(stack, auth_token, receiver, "/slow", "order.*")
     closed_port = free_port()
     refused = await api(
-        stack, "POST", "/v1/subscriptions", auth_token,
+        stack,
+        "POST",
+        "/v1/subscriptions",
+        auth_token,
         json={"url": f"http://127.0.0.1:{closed_port}/gone", "event_types": ["order.*"]},
-    )  # fmt: skip
+    )
     await publish(stack, auth_token)
 
     async def all_failed() -> bool:
@@ -219,9 +226,12 @@ async def test_both_secrets_sign_during_a_rotation(
     stack = make_stack()
     created = await subscribe(stack, auth_token, receiver, "/old", "order.*")
     rotated = await api(
-        stack, "POST", f"/v1/subscriptions/{created['id']}/rotate-secret", auth_token,
+        stack,
+        "POST",
+        f"/v1/subscriptions/{created['id']}/rotate-secret",
+        auth_token,
         json={"grace_period_s": 600},
-    )  # fmt: skip
+    )
     new_secret = rotated.json()["secret"]
     receiver.secrets["/old"] = [created["secret"]]  # a receiver not yet updated
     await publish(stack, auth_token)
@@ -245,9 +255,12 @@ async def test_connect_time_guard_refuses_a_host_resolving_to_loopback(
     # loopback (DNS rebinding, or a record changed): every attempt must be refused.
     stack = make_stack(GATEWAY_SSRF_ALLOW_CIDRS="", GATEWAY_RETRY_SCHEDULE="0.1")
     response = await api(
-        stack, "POST", "/v1/subscriptions", auth_token,
+        stack,
+        "POST",
+        "/v1/subscriptions",
+        auth_token,
         json={"url": "https://93.184.216.34/internal", "event_types": ["order.*"]},
-    )  # fmt: skip
+    )
     sub = response.json()
     async with engine.begin() as conn:
         await conn.execute(
@@ -349,9 +362,12 @@ async def test_a_worker_killed_mid_run_loses_no_delivery(
 
 @pytest.mark.usefixtures("once_per_run")
 async def test_emptied_redis_is_recovered_by_the_sweeper(
-    make_stack: StackFactory, receiver: Receiver, auth_token: str, engine: AsyncEngine,
+    make_stack: StackFactory,
+    receiver: Receiver,
+    auth_token: str,
+    engine: AsyncEngine,
     redis_url: str,
-) -> None:  # fmt: skip
+) -> None:
     stack = make_stack()
     receiver.behaviours["/later"] = respond(500, 200)
     await subscribe(stack, auth_token, receiver, "/later", "order.*")

@@ -60,9 +60,12 @@ async def _recover_and_wait(
     stack: Any, token: str, subscription_id: str, timeout: float = 90
 ) -> dict[str, Any]:
     response = await api(
-        stack, "POST", f"/v1/subscriptions/{subscription_id}/recover", token,
+        stack,
+        "POST",
+        f"/v1/subscriptions/{subscription_id}/recover",
+        token,
         json={"since": "2020-01-01T00:00:00Z"},
-    )  # fmt: skip
+    )
     assert response.status_code == 202, response.text
     replay_id = response.json()["replay_id"]
     progress: dict[str, Any] = {}
@@ -120,9 +123,12 @@ async def test_a_recover_survives_its_worker_being_killed(
     switch.up = True
     before = len(receiver.at("/down"))
     response = await api(
-        stack, "POST", f"/v1/subscriptions/{sub['id']}/recover", auth_token,
+        stack,
+        "POST",
+        f"/v1/subscriptions/{sub['id']}/recover",
+        auth_token,
         json={"since": "2020-01-01T00:00:00Z"},
-    )  # fmt: skip
+    )
     replay_id = response.json()["replay_id"]
 
     async def started() -> bool:
@@ -153,9 +159,12 @@ async def test_replaying_an_event_twice_delivers_exactly_twice(
     await eventually(first_round)
     for _ in range(2):
         replayed = await api(
-            stack, "POST", f"/v1/events/{event_id}/replay", auth_token,
+            stack,
+            "POST",
+            f"/v1/events/{event_id}/replay",
+            auth_token,
             json={"subscription_ids": [target["id"]]},
-        )  # fmt: skip
+        )
         assert replayed.status_code == 202
         assert len(replayed.json()["deliveries"]) == 1
 

@@ -57,15 +57,21 @@ async def _deliveries_to(
     body = SubscriptionCreate(url=url, event_types=["ping"], **limits)  # type: ignore[arg-type]
     async with engine.begin() as conn:
         await insert_subscription(
-            conn, tenant_id=tenant_id, body=body,
-            sealed_secret=SecretBox(()).seal(new_webhook_secret()), actor="test",
-        )  # fmt: skip
+            conn,
+            tenant_id=tenant_id,
+            body=body,
+            sealed_secret=SecretBox(()).seal(new_webhook_secret()),
+            actor="test",
+        )
         ids: list[str] = []
         for _ in range(count):
             published = await write_event(
-                conn, tenant_id=tenant_id, event_type="ping", data=PingData(message="hi"),
+                conn,
+                tenant_id=tenant_id,
+                event_type="ping",
+                data=PingData(message="hi"),
                 source=EventSource(source_id=None, provider=None, method="api"),
-            )  # fmt: skip
+            )
             ids += published.delivery_ids
     return ids
 

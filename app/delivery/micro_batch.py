@@ -1,0 +1,70 @@
+"""Group commit: concurrent callers' items are handled together in one batch call."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Generic, TypeVar
+
+T = TypeVar("T")
+R = TypeVar("R")
+
+
+class MicroBatcher(Generic[T, R]):
+    """Collects items submitted at about the same time and hands them over as one list.
+
+    The SQL work of a delivery attempt (claim, then record) costs a transaction; many
+    attempts run at once in a worker, so sharing one transaction between them is what lets
+    a worker keep up with its HTTP client. A lone item waits at most `max_wait_s`.
+    """
+
+    def __init__(
+        self,
+        handle: Callable[[list[T]], Awaitable[Sequence[R]]],
+        *,
+        max_size: int = 64,
+        max_wait_s: float = 0.002,
+    ) -> None:
+        self._handle = handle
+        self._max_size = max_size
+        self._max_wait_s = max_wait_s
+        self._pending: list[tuple[T, asyncio.Future[R]]] = []
+        self._flusher: asyncio.Task[None] | None = None
+
+    async def submit(self, item: T) -> R:
+        future: asyncio.Future[R] = asyncio.get_running_loop().create_future()
+        self._pending.append((item, future))
+        if len(self._pending) >= self._max_size:
+            self._flush_now()
+        elif self._flusher is None:
+            self._flusher = asyncio.create_task(self._flush_later())
+        return await future
+
+    async def _flush_later(self) -> None:
+        await asyncio.sleep(self._max_wait_s)
+        self._flusher = None
+        await self._run(self._take())
+
+    def _flush_now(self) -> None:
+        batch = self._take()
+        asyncio.create_task(self._run(batch))  # noqa: RUF006 - futures carry the outcome
+
+    def _take(self) -> list[tuple[T, asyncio.Future[R]]]:
+        batch, self._pending = self._pending, []
+        return batch
+
+    async def _run(self, batch: list[tuple[T, asyncio.Future[R]]]) -> None:
+        if not batch:
+            return
+        try:
+            results = await self._handle([item for item, _ in batch])
+        except BaseException as exc:  # every waiter must hear about the failure
+            for _, future in batch:
+                if not future.done():
+                    future.set_exception(exc)
+            if not isinstance(exc, Exception):
+                raise
+            return
+        for (_, future), result in zip(batch, results, strict=True):
+            if not future.done():
+                future.set_result(result)
