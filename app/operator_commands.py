@@ -88,15 +88,24 @@ async def run_operator_command(args: argparse.Namespace, settings: Settings) -> 
             raise OperatorCommandFailed("GATEWAY_REDIS_URL: required to queue the work")
         if args.command == "deliveries":
             retried = await retry_delivery(
-                engine, queue, tenant_id=args.tenant, delivery_id=args.delivery_id,
+                engine,
+                queue,
+                tenant_id=args.tenant,
+                delivery_id=args.delivery_id,
                 actor=OPERATOR_ACTOR,
-            )  # fmt: skip
+            )
             print(f"{retried.delivery_id} attempt {retried.attempt} queued")
             return
         replay_id = await start_recover(
-            engine, queue, tenant_id=args.tenant, subscription_id=args.subscription_id,
-            since=args.since, until=args.until, statuses=[args.status], actor=OPERATOR_ACTOR,
-        )  # fmt: skip
+            engine,
+            queue,
+            tenant_id=args.tenant,
+            subscription_id=args.subscription_id,
+            since=args.since,
+            until=args.until,
+            statuses=[args.status],
+            actor=OPERATOR_ACTOR,
+        )
         await enqueue_recover(queue, replay_id)
         print(replay_id)
     except (ReplayNotFound, ReplayRefused) as exc:

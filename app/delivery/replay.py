@@ -17,7 +17,7 @@ from arq.connections import ArqRedis
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from app.clock import utcnow
-from app.delivery.fanout import Published, enqueue_published
+from app.delivery.fanout import Published
 from app.delivery.jobs import enqueue_attempt
 from app.ids import id_floor, new_id
 from app.store.audit import record_audit
@@ -112,6 +112,7 @@ async def replay_event(
 ) -> Published:
     """New deliveries of a stored event: to the named subscriptions, or all matching now."""
     now = utcnow()
+    replay_tag = f"replay{time.time_ns()}"
     async with engine.begin() as conn:
         event = (
             await conn.execute(
@@ -166,7 +167,9 @@ async def replay_event(
         delivery_ids=delivery_ids,
         payload=event.payload,
     )
-    await enqueue_published(queue, published, count_as_new=False)
+    # Fresh job ids: the event's original fan-out jobs may still be queued under theirs.
+    for delivery_id in delivery_ids:
+        await enqueue_attempt(queue, delivery_id, 1, job_id=f"{delivery_id}:1:{replay_tag}")
     return published
 
 
@@ -187,8 +190,11 @@ async def start_recover(
     now = utcnow()
 
     async def write(c: AsyncConnection) -> None:
-        if await _subscription_status(c, tenant_id, subscription_id) not in ("enabled",):
-            raise ReplayRefused("subscription is disabled or deleted; enable it first")
+        status = await _subscription_status(c, tenant_id, subscription_id)
+        if status is None or status == "deleted":
+            raise ReplayNotFound("subscription")
+        if status != "enabled":
+            raise ReplayRefused("subscription is disabled; enable it first")
         total = await _count_matching(c, subscription_id, since, until, statuses)
         await c.execute(
             replays.insert().values(

@@ -40,9 +40,17 @@ def test_tenants_and_tokens_from_the_shell(gateway_env: dict[str, str]) -> None:
 
     issued = cli(
         gateway_env,
-        "tokens", "issue", "--tenant", tenant_id,
-        "--scope", "subscriptions:read", "--scope", "events:write", "--ttl", "2h",
-    )  # fmt: skip
+        "tokens",
+        "issue",
+        "--tenant",
+        tenant_id,
+        "--scope",
+        "subscriptions:read",
+        "--scope",
+        "events:write",
+        "--ttl",
+        "2h",
+    )
     assert issued.returncode == 0, issued.stderr
     token = issued.stdout.strip().splitlines()[-1]
     keyring = KeyRing.load(KeyConfig(hs256_secrets={HS_KID: HS_SECRET}, public_key_files={}))
