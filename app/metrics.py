@@ -19,7 +19,7 @@ FANOUT_SIZE = Histogram(
 INBOUND_REQUESTS = Counter(
     "gateway_inbound_requests_total",
     "Provider webhooks received, by provider and outcome "
-    "(accepted, duplicate, bad_signature, unparseable).",
+    "(accepted, duplicate, ignored, bad_signature, unparseable).",
     ["provider", "outcome"],
 )
 INBOUND_UNKNOWN_STATUS = Counter(

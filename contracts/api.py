@@ -202,3 +202,45 @@ class AuditEntry(msgspec.Struct, kw_only=True):
 class AuditLog(msgspec.Struct, kw_only=True):
     data: list[AuditEntry]
     next_cursor: str | None
+
+
+Provider = Literal["grabfood", "gofood", "shopeefood", "custom_pos"]
+SourceStatus = Literal["enabled", "disabled"]
+Name = Annotated[str, Meta(min_length=1, max_length=200)]
+StoreId = Annotated[str, Meta(min_length=1, max_length=200)]
+
+
+class SourceCreate(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    provider: Provider
+    name: Name
+    external_store_id: StoreId | None = None
+
+
+class SourceUpdate(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    name: Name | UnsetType = UNSET
+    external_store_id: StoreId | UnsetType | None = UNSET
+    status: SourceStatus | UnsetType = UNSET
+
+
+class Source(msgspec.Struct, kw_only=True):
+    id: str
+    provider: Provider
+    name: str
+    external_store_id: str | None
+    status: SourceStatus
+    ingest_url: str
+    # Every URL the provider must be configured with (GrabFood has several).
+    endpoints: dict[str, str]
+    created_at: datetime
+    updated_at: datetime
+
+
+class SourceWithCredentials(Source, kw_only=True):
+    """Only the create and rotate responses carry what the provider must be given."""
+
+    credentials: dict[str, str]
+
+
+class SourceList(msgspec.Struct, kw_only=True):
+    data: list[Source]
+    next_cursor: str | None

@@ -19,9 +19,11 @@ from app.http.auth import BearerAuthMiddleware
 from app.http.deliveries import DeliveryController
 from app.http.events import EventController
 from app.http.health import healthz, readyz
+from app.http.ingest import IngestController
 from app.http.problems import EXCEPTION_HANDLERS
 from app.http.request_context import RequestContext, require_json_body
 from app.http.resources import Resources
+from app.http.sources import SourceController
 from app.http.subscriptions import SubscriptionController
 from app.security.jwt_auth import KeyConfig, KeyRing, TokenVerifier
 from app.security.secret_box import SecretBox
@@ -32,7 +34,7 @@ from workers.queue import queue_connection
 
 logger = logging.getLogger(__name__)
 
-UNAUTHENTICATED_PATHS = ["^/healthz$", "^/readyz$", "^/metrics", "^/schema"]
+UNAUTHENTICATED_PATHS = ["^/healthz$", "^/readyz$", "^/metrics", "^/schema", "^/v1/ingest/"]
 
 
 class MetricsController(PrometheusController):
@@ -96,6 +98,8 @@ def create_app(settings: Settings | None = None) -> Litestar:
             SubscriptionController,
             EventController,
             DeliveryController,
+            SourceController,
+            IngestController,
         ],
         lifespan=[lifespan],
         exception_handlers=EXCEPTION_HANDLERS,

@@ -76,6 +76,10 @@ def require_json_body(request: Request[Any, Any, Any]) -> None:
     if not has_body:
         return
     media_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    if media_type == "application/x-www-form-urlencoded" and request.route_handler.opt.get(
+        "accepts_form"
+    ):
+        return  # an OAuth token endpoint: RFC 6749 clients post forms
     if media_type != "application/json" and not media_type.endswith("+json"):
         raise ApiError(
             415,

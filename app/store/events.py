@@ -172,3 +172,12 @@ async def list_events(
 async def count_deliveries(conn: AsyncConnection, event_id: str) -> int:
     query = sa.select(sa.func.count()).where(deliveries.c.event_id == event_id)
     return int((await conn.execute(query)).scalar_one())
+
+
+async def find_event_by_dedupe_key(
+    conn: AsyncConnection, tenant_id: str, dedupe_key: str
+) -> str | None:
+    query = sa.select(events.c.id).where(
+        events.c.tenant_id == tenant_id, events.c.dedupe_key == dedupe_key
+    )
+    return (await conn.execute(query)).scalar_one_or_none()

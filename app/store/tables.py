@@ -186,6 +186,18 @@ attempts = sa.Table(
     sa.Index("ix_attempts_started_at", "started_at"),
 )
 
+# Per-order progress of provider events: the next sequence number, and the furthest status
+# reached, so a late status (accepted after delivered) is delivered marked stale.
+order_progress = sa.Table(
+    "order_progress",
+    metadata,
+    sa.Column("tenant_id", sa.String(40), primary_key=True),
+    sa.Column("order_key", sa.String(300), primary_key=True),
+    sa.Column("last_sequence", sa.BigInteger(), nullable=False),
+    sa.Column("max_rank", sa.Integer(), nullable=True),
+    sa.Column("updated_at", UTCDateTime(), nullable=False),
+)
+
 idempotency_keys = sa.Table(
     "idempotency_keys",
     metadata,

@@ -1,0 +1,1 @@
+"""Inbound provider traffic: source credentials, provider authentication, filing events."""

@@ -1,0 +1,1 @@
+"""Provider adapters: each provider's wire shapes and a pure normalize() to canonical events."""
