@@ -47,6 +47,10 @@ class Settings:
     disable_after_s: int = 5 * 86400
     retention_days: int = 30
     public_url: str | None = None
+    tenant_cache_s: float = 5.0
+    moka_api_url: str = "https://api.mokapos.com"
+    moka_client_id: str | None = None
+    moka_client_secret: str | None = None
 
     @property
     def has_jwt_keys(self) -> bool:
@@ -91,6 +95,10 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         disable_after_s=env.get("DISABLE_AFTER", parse_duration_s, 5 * 86400),
         retention_days=env.get("RETENTION_DAYS", _int_between(1, 3650), 30),
         public_url=env.get("PUBLIC_URL", _http_url, None),
+        tenant_cache_s=env.get("TENANT_CACHE_S", _float_between(0.0, 300.0), 5.0),
+        moka_api_url=env.get("MOKA_API_URL", _http_url, "https://api.mokapos.com"),
+        moka_client_id=env.get("MOKA_CLIENT_ID", _non_empty, None),
+        moka_client_secret=env.get("MOKA_CLIENT_SECRET", _non_empty, None),
     )
 
 

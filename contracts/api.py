@@ -204,16 +204,28 @@ class AuditLog(msgspec.Struct, kw_only=True):
     next_cursor: str | None
 
 
-Provider = Literal["grabfood", "gofood", "shopeefood", "custom_pos"]
+Provider = Literal["grabfood", "gofood", "shopeefood", "custom_pos", "moka", "qasir"]
 SourceStatus = Literal["enabled", "disabled"]
 Name = Annotated[str, Meta(min_length=1, max_length=200)]
 StoreId = Annotated[str, Meta(min_length=1, max_length=200)]
+
+
+class MokaCredentials(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    """What the tenant's Moka OAuth authorization produced; the gateway refreshes it."""
+
+    access_token: Annotated[str, Meta(min_length=1, max_length=4000)]
+    refresh_token: Annotated[str, Meta(min_length=1, max_length=4000)]
+    outlet_id: Annotated[str, Meta(min_length=1, max_length=100)]
 
 
 class SourceCreate(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     provider: Provider
     name: Name
     external_store_id: StoreId | None = None
+    # Polled providers (Moka) bring their own credentials; webhook providers get ours.
+    credentials: MokaCredentials | None = None
+    # Provider options, e.g. a Qasir export's column names (see the README).
+    settings: Annotated[dict[str, Any], Meta(max_length=50)] | None = None
 
 
 class SourceUpdate(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):

@@ -143,6 +143,8 @@ def gateway_env(database_url: str, redis_url: str, rsa_public_key_file: Path) ->
         "GATEWAY_JWT_PUBLIC_KEYS": f"{RSA_KID}={rsa_public_key_file}",
         "GATEWAY_LOG_FORMAT": "json",
         "GATEWAY_MAX_BODY_BYTES": "65536",
+        # Tests disable tenants and expect the very next request to be refused.
+        "GATEWAY_TENANT_CACHE_S": "0",
     }
 
 

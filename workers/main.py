@@ -17,6 +17,7 @@ from app.delivery.http_client import WebhookClient
 from app.delivery.isolation import SubscriptionLimiter
 from app.delivery.jobs import DELIVER_JOB
 from app.delivery.replay import RECOVER_JOB, run_recover
+from app.ingest.moka_poller import MokaApi, poll_all_moka_sources
 from app.security.secret_box import SecretBox
 from app.security.ssrf import AddressPolicy
 from app.settings import Settings, load_settings
@@ -44,6 +45,18 @@ async def sweep(ctx: dict[str, Any]) -> int:
 
 async def recover(ctx: dict[str, Any], replay_id: str) -> int:
     return await run_recover(ctx["engine"], ctx["redis"], replay_id)
+
+
+async def poll_moka(ctx: dict[str, Any]) -> int:
+    settings: Settings = ctx["settings"]
+    api = MokaApi(
+        base_url=settings.moka_api_url,
+        client_id=settings.moka_client_id,
+        client_secret=settings.moka_client_secret,
+    )
+    return await poll_all_moka_sources(
+        ctx["engine"], ctx["redis"], api, SecretBox(settings.secret_key)
+    )
 
 
 async def on_startup(ctx: dict[str, Any]) -> None:
@@ -86,6 +99,8 @@ class WorkerSettings:
     cron_jobs: ClassVar[list[CronJob]] = [
         cron(sweep, second=set(range(0, 60, 3)), unique=True, run_at_startup=True, keep_result=0),
         # Every 10 minutes, off the round minute; unique=True keeps it to one worker.
+        # Moka has no webhooks: its report is polled once a minute per Moka source.
+        cron(poll_moka, second={30}, unique=True, keep_result=0, timeout=JOB_TIMEOUT_S),
         cron(purge_retention, minute=set(range(3, 60, 10)), second=17, unique=True),
     ]
     queue_name = QUEUE_NAME

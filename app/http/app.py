@@ -19,12 +19,14 @@ from app.http.auth import BearerAuthMiddleware
 from app.http.deliveries import DeliveryController
 from app.http.events import EventController
 from app.http.health import healthz, readyz
+from app.http.imports import ImportController
 from app.http.ingest import IngestController
 from app.http.problems import EXCEPTION_HANDLERS
 from app.http.request_context import RequestContext, require_json_body
 from app.http.resources import Resources
 from app.http.sources import SourceController
 from app.http.subscriptions import SubscriptionController
+from app.http.tenant_cache import TenantCache
 from app.security.jwt_auth import KeyConfig, KeyRing, TokenVerifier
 from app.security.secret_box import SecretBox
 from app.security.ssrf import AddressPolicy
@@ -65,6 +67,7 @@ def build_resources(settings: Settings) -> Resources:
         keyring=keyring,
         secret_box=SecretBox(settings.secret_key),
         address_policy=AddressPolicy(allow_cidrs=settings.ssrf_allow_cidrs),
+        tenants=TenantCache(settings.tenant_cache_s),
     )
 
 
@@ -100,6 +103,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
             DeliveryController,
             SourceController,
             IngestController,
+            ImportController,
         ],
         lifespan=[lifespan],
         exception_handlers=EXCEPTION_HANDLERS,

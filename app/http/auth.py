@@ -45,13 +45,17 @@ class BearerAuthMiddleware(AbstractAuthenticationMiddleware):
             verified = await resources.verifier.verify(token.strip())
         except TokenRejected as exc:
             raise NotAuthorizedException(f"invalid token: {exc}") from None
-        async with resources.engine.connect() as conn:
-            tenant = await get_tenant(conn, verified.subject)
-        if tenant is None or not tenant.enabled:
+
+        async def tenant_enabled(tenant_id: str) -> bool:
+            async with resources.engine.connect() as conn:
+                tenant = await get_tenant(conn, tenant_id)
+            return tenant is not None and tenant.enabled
+
+        if not await resources.tenants.is_enabled(verified.subject, tenant_enabled):
             # Unknown and disabled tenants look the same from outside.
             raise NotAuthorizedException("invalid token: tenant unknown or disabled")
         principal = Principal(
-            tenant_id=tenant.id, scopes=verified.scopes, token_id=verified.token_id
+            tenant_id=verified.subject, scopes=verified.scopes, token_id=verified.token_id
         )
         return AuthenticationResult(user=principal, auth=None)
 

@@ -9,6 +9,7 @@ from typing import Annotated, Any
 
 import msgspec
 from litestar import Controller, Request, Response, get, post
+from litestar.background_tasks import BackgroundTask
 from litestar.params import PathParameter, QueryParameter
 from sqlalchemy.exc import IntegrityError
 
@@ -149,8 +150,14 @@ class EventController(Controller):
             if key is None or remembered is None:
                 raise
             return _replay(remembered, request_hash)
-        await enqueue_published(resources.redis, published)
-        return Response(content=body, status_code=202, media_type="application/json")
+        # Enqueued after the response is sent: the rows are committed (the outbox), and
+        # should this process stop first, the sweeper enqueues them.
+        return Response(
+            content=body,
+            status_code=202,
+            media_type="application/json",
+            background=BackgroundTask(enqueue_published, resources.redis, published),
+        )
 
     @get("/events", guards=[requires_scope("events:read")], summary="List events")
     async def list_events(

@@ -145,7 +145,7 @@ class IngestController(Controller):
     @post(
         "/{source_id:str}/oauth/token",
         status_code=200,
-        opt={"accepts_form": True},
+        opt={"accepts_media": ("application/x-www-form-urlencoded",)},
         summary="GrabFood OAuth client-credentials token endpoint",
     )
     async def grab_token(

@@ -68,7 +68,8 @@ class RequestContext:
 
 
 def require_json_body(request: Request[Any, Any, Any]) -> None:
-    """before_request hook: a request that carries a body must say it is JSON (else 415)."""
+    """before_request hook: a request that carries a body must say it is JSON (else 415),
+    unless its route lists the media type in `opt["accepts_media"]`."""
     if request.method not in _BODY_METHODS:
         return
     length = request.headers.get("content-length")
@@ -76,10 +77,8 @@ def require_json_body(request: Request[Any, Any, Any]) -> None:
     if not has_body:
         return
     media_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
-    if media_type == "application/x-www-form-urlencoded" and request.route_handler.opt.get(
-        "accepts_form"
-    ):
-        return  # an OAuth token endpoint: RFC 6749 clients post forms
+    if media_type in request.route_handler.opt.get("accepts_media", ()):
+        return  # e.g. an OAuth token endpoint (forms) or a CSV import
     if media_type != "application/json" and not media_type.endswith("+json"):
         raise ApiError(
             415,

@@ -8,6 +8,7 @@ from arq.connections import ArqRedis
 from litestar.datastructures import State
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from app.http.tenant_cache import TenantCache
 from app.security.jwt_auth import KeyRing, TokenVerifier
 from app.security.secret_box import SecretBox
 from app.security.ssrf import AddressPolicy
@@ -23,6 +24,7 @@ class Resources:
     keyring: KeyRing
     secret_box: SecretBox
     address_policy: AddressPolicy
+    tenants: TenantCache
 
 
 def resources_of(state: State) -> Resources:

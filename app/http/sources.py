@@ -10,11 +10,12 @@ from litestar.params import JSONBody, PathParameter, QueryParameter
 
 from app.http.auth import principal_of, requires_scope
 from app.http.pagination import DEFAULT_LIMIT, MAX_LIMIT, decode_cursor, next_cursor
-from app.http.problems import not_found
+from app.http.problems import ApiError, invalid_field, not_found
 from app.http.resources import resources_of
 from app.ingest.credentials import new_credentials
 from app.store import sources as store
 from contracts.api import Source, SourceCreate, SourceList, SourceUpdate, SourceWithCredentials
+from contracts.providers.qasir import columns_from_settings
 
 SourceId = Annotated[str, PathParameter(description="Source id (src_...)", max_length=40)]
 
@@ -36,7 +37,26 @@ class SourceController(Controller):
     ) -> SourceWithCredentials:
         resources = resources_of(request.app.state)
         principal = principal_of(request)
-        credentials = new_credentials(data.provider)
+        shown: dict[str, str]
+        if data.provider == "moka":
+            if data.credentials is None:
+                raise invalid_field(
+                    "credentials", "moka needs access_token, refresh_token, outlet_id"
+                )
+            credentials = msgspec.structs.asdict(data.credentials)
+            shown = {}  # the tenant's own tokens are never echoed back
+        else:
+            if data.credentials is not None:
+                raise invalid_field("credentials", f"{data.provider} credentials are generated")
+            credentials = shown = new_credentials(data.provider)
+        settings = data.settings or {}
+        if data.provider == "qasir":
+            try:
+                columns_from_settings(settings)
+            except ValueError as exc:
+                raise invalid_field("settings", str(exc)) from None
+        elif settings:
+            raise invalid_field("settings", f"{data.provider} takes no settings")
         async with resources.engine.begin() as conn:
             created = await store.create_source(
                 conn,
@@ -45,11 +65,12 @@ class SourceController(Controller):
                 name=data.name,
                 external_store_id=data.external_store_id,
                 credentials=credentials,
+                settings=settings,
                 box=resources.secret_box,
                 actor=principal.actor,
                 base_url=resources.settings.base_url(),
             )
-        return SourceWithCredentials(**msgspec.structs.asdict(created), credentials=credentials)
+        return SourceWithCredentials(**msgspec.structs.asdict(created), credentials=shown)
 
     @get("/", guards=[requires_scope("sources:read")], summary="List sources")
     async def list_sources(
@@ -132,6 +153,8 @@ class SourceController(Controller):
             found = await store.get_source(conn, principal.tenant_id, source_id, base_url)
             if found is None:
                 raise not_found("source")
+            if found.provider in ("moka", "qasir"):
+                raise ApiError(409, f"{found.provider} sources have no gateway-issued credentials")
             credentials = new_credentials(found.provider)
             await store.replace_credentials(
                 conn,

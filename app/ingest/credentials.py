@@ -20,7 +20,9 @@ def new_credentials(provider: str) -> dict[str, str]:
         return {"partner_key": secrets.token_hex(32)}
     if provider == "custom_pos":
         return {"secret": new_webhook_secret()}
-    raise ValueError(f"unknown provider {provider!r}")
+    if provider == "qasir":
+        return {}  # imports come through the tenant's own authenticated API calls
+    raise ValueError(f"provider {provider!r} does not get generated credentials")
 
 
 def endpoints(provider: str, ingest_url: str) -> dict[str, str]:
@@ -33,4 +35,8 @@ def endpoints(provider: str, ingest_url: str) -> dict[str, str]:
             "menu_sync_state": f"{ingest_url}/menu/sync-state",
             "integration_status": f"{ingest_url}/integration/status",
         }
+    if provider == "qasir":
+        return {"imports": ingest_url.replace("/v1/ingest/", "/v1/sources/") + "/imports"}
+    if provider == "moka":
+        return {}  # polled: nothing to configure at Moka beyond the OAuth authorization
     return {"webhook": ingest_url}

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import sqlalchemy as sa
@@ -33,6 +33,7 @@ class IngestSource:
     provider: str
     status: str
     credentials: dict[str, str]
+    settings: dict[str, Any] = field(default_factory=dict)
 
 
 _PUBLIC = (
@@ -81,6 +82,7 @@ async def create_source(
     name: str,
     external_store_id: str | None,
     credentials: dict[str, str],
+    settings: dict[str, Any],
     box: SecretBox,
     actor: str,
     base_url: str,
@@ -95,7 +97,7 @@ async def create_source(
             name=name,
             external_store_id=external_store_id,
             credentials=box.seal(json.dumps(credentials)),
-            settings={},
+            settings=settings,
             status="enabled",
             created_at=now,
             updated_at=now,
@@ -216,6 +218,7 @@ async def load_ingest_source(
         sources.c.provider,
         sources.c.status,
         sources.c.credentials,
+        sources.c.settings,
     ).where(sources.c.id == source_id, sources.c.deleted_at.is_(None))
     row = (await conn.execute(query)).first()
     if row is None:
@@ -226,4 +229,31 @@ async def load_ingest_source(
         provider=row.provider,
         status=row.status,
         credentials=json.loads(box.open(row.credentials)),
+        settings=dict(row.settings or {}),
     )
+
+
+async def polled_source_ids(conn: AsyncConnection, provider: str) -> list[str]:
+    query = sa.select(sources.c.id).where(
+        sources.c.provider == provider,
+        sources.c.status == "enabled",
+        sources.c.deleted_at.is_(None),
+    )
+    return list((await conn.execute(query)).scalars())
+
+
+async def save_poll_state(
+    conn: AsyncConnection,
+    source_id: str,
+    *,
+    box: SecretBox,
+    credentials: dict[str, str] | None = None,
+    settings: dict[str, Any] | None = None,
+) -> None:
+    """Refreshed tokens and the poll cursor, kept beside the source."""
+    values: dict[str, Any] = {"updated_at": utcnow()}
+    if credentials is not None:
+        values["credentials"] = box.seal(json.dumps(credentials))
+    if settings is not None:
+        values["settings"] = settings
+    await conn.execute(sources.update().where(sources.c.id == source_id).values(**values))

@@ -6,7 +6,6 @@ import hashlib
 import hmac
 import json
 import time
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -21,23 +20,13 @@ from app.delivery.signing import webhook_headers
 from app.store.tables import events
 from contracts.canonical import EXAMPLES
 from tests.conftest import TokenFactory
+from tests.fixtures import PROVIDER_FIXTURES
 
 Client = AsyncTestClient[Litestar]
 
 
-def _fixtures_dir() -> Path:
-    here = Path(__file__).resolve()
-    for candidate in (
-        here.parents[3] / "shared" / "fixtures" / "providers",
-        Path("/work/shared/fixtures/providers"),
-    ):
-        if candidate.is_dir():
-            return candidate
-    pytest.skip("provider fixtures not found beside the project")
-
-
 def fixture(name: str) -> bytes:
-    return (_fixtures_dir() / name).read_bytes()
+    return (PROVIDER_FIXTURES / name).read_bytes()
 
 
 async def create_source(client: Client, auth: dict[str, str], provider: str) -> dict[str, Any]:

@@ -6,7 +6,6 @@ from __future__ import annotations
 import copy
 import json
 from datetime import datetime, timedelta, timezone
-from pathlib import Path
 from typing import Any
 
 import msgspec
@@ -30,8 +29,9 @@ from contracts.canonical import (
 )
 from contracts.providers.base import NormalizedEvent, PayloadRejected
 from contracts.providers.gofood import GOFOOD_ORDER_STATUSES, normalize_gofood
+from tests.fixtures import PROVIDER_FIXTURES
 
-FIXTURES = Path(__file__).resolve().parents[3] / "shared" / "fixtures" / "providers"
+FIXTURES = PROVIDER_FIXTURES
 WIB = timezone(timedelta(hours=7))
 SECRET = "S3CRET-VALUE"
 

@@ -7,7 +7,6 @@ import copy
 import json
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta, timezone
-from pathlib import Path
 from typing import Any
 
 import msgspec
@@ -46,16 +45,12 @@ from contracts.providers.grabfood import (
     normalize_order_state,
     normalize_submit_order,
 )
+from tests.fixtures import PROVIDER_FIXTURES
 
 Normalizer = Callable[[bytes], list[NormalizedEvent]]
 
 
-def _fixtures_dir() -> Path:
-    beside = Path(__file__).resolve().parents[3] / "shared" / "fixtures" / "providers"
-    return beside if beside.is_dir() else Path("/work/shared/fixtures/providers")
-
-
-FIXTURES = _fixtures_dir()
+FIXTURES = PROVIDER_FIXTURES
 SECRET = "S3CRET-VALUE"
 ORDER_ID = "grabfood:123-CYNKLPCVRN5"
 GRAB_STORE = StoreRef(external_id="1-CYNGRUNGSBCCC", partner_store_id="outlet-01")
