@@ -52,9 +52,11 @@ class ImportController(Controller):
         if source.provider != "qasir":
             raise ApiError(409, f"{source.provider} sources do not take file imports")
         try:
-            events = normalize_qasir_csv(
-                await request.body(), columns=columns_from_settings(source.settings)
-            )
+            columns = columns_from_settings(source.settings)
+        except ValueError as exc:
+            raise ApiError(409, f"the source's settings are unusable: {exc}") from None
+        try:
+            events = normalize_qasir_csv(await request.body(), columns=columns)
         except PayloadRejected as exc:
             INBOUND_REQUESTS.labels(provider="qasir", outcome="unparseable").inc()
             raise ApiError(422, f"file not understood: {exc}") from None

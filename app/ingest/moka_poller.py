@@ -120,6 +120,9 @@ async def poll_source(
             result.completed = True
             break
         url = urljoin(api.base_url, page.next_url)
+        if not url.startswith(api.base_url.rstrip("/") + "/"):
+            # next_url comes from the response: never let it point our token elsewhere.
+            raise MokaUnavailable("next_url leaves the Moka API")
     if result.accepted:
         INBOUND_REQUESTS.labels(provider="moka", outcome="accepted").inc(result.accepted)
     if result.duplicates:
