@@ -7,6 +7,7 @@ import functools
 import os
 import secrets
 from dataclasses import dataclass, field
+from urllib.parse import urlsplit
 
 import asyncpg
 import redis
@@ -16,7 +17,7 @@ POSTGRES_URL = os.environ.get(
 )
 REDIS_URL = os.environ.get("GATEWAY_TEST_REDIS_URL", "redis://127.0.0.1:6379")
 # Tests flush their Redis database: they use db 11 unless the URL names one explicitly.
-REDIS_DB_GIVEN = REDIS_URL.rstrip("/").rsplit("/", 1)[-1].isdigit()
+REDIS_DB_GIVEN = urlsplit(REDIS_URL).path.strip("/").isdigit()
 # Comma-separated backends that must be present (CI sets "postgresql"): skipping them fails.
 REQUIRED = {b.strip() for b in os.environ.get("GATEWAY_TEST_REQUIRE", "").split(",") if b.strip()}
 

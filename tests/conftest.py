@@ -50,8 +50,12 @@ def pytest_terminal_summary(terminalreporter: Any) -> None:
 
 @pytest.fixture(scope="session")
 def redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    base = backends.REDIS_URL.rsplit("/", 1)[0]
-    url = backends.REDIS_URL if backends.REDIS_DB_GIVEN else f"{base}/{TEST_REDIS_DB}"
+    url = (
+        backends.REDIS_URL
+        if backends.REDIS_DB_GIVEN
+        else f"{backends.REDIS_URL.rstrip('/')}/{TEST_REDIS_DB}"
+    )
+    base = url.rsplit("/", 1)[0]
     embedded: EmbeddedRedis | None = None
     if backends.redis_reachable(url):
         backends.report.used["redis"] = base
