@@ -21,7 +21,11 @@ from app.delivery.fanout import Published
 from app.delivery.jobs import enqueue_attempt
 from app.ids import id_floor, new_id
 from app.store.audit import record_audit
-from app.store.events import enabled_subscription_ids, matching_subscription_ids
+from app.store.events import (
+    enabled_subscription_ids,
+    insert_deliveries,
+    matching_subscription_ids,
+)
 from app.store.tables import deliveries, events, replays, subscriptions
 from contracts.api import ReplayProgress
 
@@ -133,25 +137,7 @@ async def replay_event(
                 raise ReplayRefused(
                     f"not enabled subscriptions of this tenant: {', '.join(missing)}"
                 )
-        delivery_ids = [new_id("dlv") for _ in targets]
-        if delivery_ids:
-            await conn.execute(
-                deliveries.insert(),
-                [
-                    {
-                        "id": d,
-                        "tenant_id": tenant_id,
-                        "event_id": event_id,
-                        "subscription_id": s,
-                        "status": "pending",
-                        "attempt_count": 0,
-                        "next_attempt_at": now,
-                        "created_at": now,
-                        "updated_at": now,
-                    }
-                    for d, s in zip(delivery_ids, targets, strict=True)
-                ],
-            )
+        delivery_ids = await insert_deliveries(conn, tenant_id, event_id, targets, now)
         await record_audit(
             conn,
             tenant_id=tenant_id,

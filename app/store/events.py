@@ -89,6 +89,19 @@ async def insert_event_with_deliveries(
             payload=event.payload,
         )
     )
+    return await insert_deliveries(
+        conn, event.tenant_id, event.id, subscription_ids, event.received_at
+    )
+
+
+async def insert_deliveries(
+    conn: AsyncConnection,
+    tenant_id: str,
+    event_id: str,
+    subscription_ids: list[str],
+    now: datetime,
+) -> list[str]:
+    """One pending delivery per subscription, due now; returns their ids in the same order."""
     delivery_ids = [new_id("dlv") for _ in subscription_ids]
     if delivery_ids:
         await conn.execute(
@@ -96,14 +109,14 @@ async def insert_event_with_deliveries(
             [
                 {
                     "id": delivery_id,
-                    "tenant_id": event.tenant_id,
-                    "event_id": event.id,
+                    "tenant_id": tenant_id,
+                    "event_id": event_id,
                     "subscription_id": subscription_id,
                     "status": "pending",
                     "attempt_count": 0,
-                    "next_attempt_at": event.received_at,
-                    "created_at": event.received_at,
-                    "updated_at": event.received_at,
+                    "next_attempt_at": now,
+                    "created_at": now,
+                    "updated_at": now,
                 }
                 for delivery_id, subscription_id in zip(delivery_ids, subscription_ids, strict=True)
             ],
