@@ -9,6 +9,8 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from app.child_process import stop_with_parent
+
 
 class EmbeddedRedisUnavailable(RuntimeError):
     pass
@@ -78,6 +80,7 @@ def start_embedded_redis(work_dir: Path, *, port: int | None = None) -> Embedded
         ],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
+        preexec_fn=stop_with_parent,
     )
     server = EmbeddedRedis(process=process, port=port)
     deadline = time.monotonic() + 10

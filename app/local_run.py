@@ -14,6 +14,7 @@ from types import FrameType
 
 import httpx
 
+from app.child_process import stop_with_parent
 from app.embedded_redis import EmbeddedRedis, EmbeddedRedisUnavailable, start_embedded_redis
 from app.security.jwt_auth import ALL_SCOPES, issue_token
 from app.settings import DEFAULT_VAR_DIR, Settings, load_settings
@@ -101,8 +102,8 @@ def run_everything(settings: Settings) -> int:
 
     command = [sys.executable, "-m", "app.cli"]
     children = [
-        subprocess.Popen([*command, "serve"], env=env),  # noqa: S603 - our own interpreter
-        subprocess.Popen([*command, "worker"], env=env),  # noqa: S603
+        subprocess.Popen([*command, "serve"], env=env, preexec_fn=stop_with_parent),  # noqa: S603
+        subprocess.Popen([*command, "worker"], env=env, preexec_fn=stop_with_parent),  # noqa: S603
     ]
 
     def on_signal(signum: int, _frame: FrameType | None) -> None:

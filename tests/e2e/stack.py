@@ -17,6 +17,7 @@ import httpx
 from aiohttp import web
 from standardwebhooks.webhooks import Webhook
 
+from app.child_process import stop_with_parent
 from app.embedded_redis import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -108,6 +109,7 @@ class Stack:
                 cwd=ROOT,
                 stdout=log,
                 stderr=subprocess.STDOUT,
+                preexec_fn=stop_with_parent,
             )
 
     def start(self, log_dir: Path, workers: int = 1) -> None:
