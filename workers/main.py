@@ -114,6 +114,9 @@ class WorkerSettings:
     # arq sleeps this long between polls even when busy; it bounds delivery latency.
     poll_delay = 0.02
     handle_signals = True
+    # On SIGTERM, let running attempts finish (the longest is 30 s) before cancelling;
+    # deployments give workers a longer grace period than this.
+    job_completion_wait = 40
     health_check_interval = 30
 
 

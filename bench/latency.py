@@ -1,0 +1,239 @@
+"""Goals 3 and 4: end-to-end latency, publish (POST /v1/events) -> arrival at the receiver.
+
+``e2e``   one subscription, ``--rate`` events/s (default 200) for ``--duration`` s (30):
+          p50 / p99 of publish -> receipt. Goal: p50 <= 50 ms, p99 <= 250 ms.
+``hang``  two subscriptions at ``--hang-rate`` events/s (default 100), twice: both endpoints
+          healthy, then one of them hanging (the receiver sleeps ``--hang-s`` = 20 s, longer
+          than the subscription's timeout, default 15 s). Goal: p99 of the healthy endpoint
+          with the hanging one <= 1.5 x without.
+
+Each scenario gets its own database, Redis db 12 (flushed), receiver, gateway and
+``--workers`` workers (default 2), all as processes. The load generator
+(``bench/loadgen.py rate``, open loop, its own process) records when each POST was sent and
+the event id of its 202; the receiver records the arrival time per webhook-id
+(time.monotonic(), one clock for all processes on Linux). Latency = arrival - send.
+After the load, deliveries get ``--drain`` seconds to arrive; anything later counts as
+missing. Also reported: the 202 latency, the delivery leg (202 -> arrival), and the rate
+actually accepted.
+
+    .venv/bin/python bench/latency.py e2e [--rate 200] [--duration 30]
+    .venv/bin/python bench/latency.py hang [--hang-rate 100]
+    .venv/bin/python bench/latency.py all
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+from bench.common import (
+    BENCH,
+    PYTHON,
+    BenchStack,
+    event_body,
+    machine_info,
+    percentile,
+    run_json,
+    write_result,
+)
+
+GOAL_P50_MS = 50.0
+GOAL_P99_MS = 250.0
+GOAL_HANG_FACTOR = 1.5
+READY_WAIT_S = 60.0
+
+
+def stats_ms(values: list[float]) -> dict[str, float | int]:
+    return {
+        "n": len(values),
+        "p50": round(percentile(values, 50) * 1000, 1),
+        "p90": round(percentile(values, 90) * 1000, 1),
+        "p99": round(percentile(values, 99) * 1000, 1),
+        "max": round(max(values) * 1000, 1) if values else float("nan"),
+    }
+
+
+async def wait_received(stack: BenchStack, path: str, expected: int, timeout_s: float) -> int:
+    deadline = time.monotonic() + timeout_s
+    count = 0
+    while time.monotonic() < deadline:
+        stats = await stack.receiver_get("/stats")
+        count = int(stats["by_path"].get(path, 0))
+        if count >= expected:
+            break
+        stack.check_alive()
+        await asyncio.sleep(0.2)
+    return count
+
+
+async def scenario(
+    name: str,
+    paths: dict[str, dict[str, Any]],
+    measured_path: str,
+    rate: float,
+    args: argparse.Namespace,
+) -> dict[str, Any]:
+    """Run one load against a fresh stack; latency of deliveries to `measured_path`."""
+    async with BenchStack(f"latency-{name}", receiver_hang_s=args.hang_s) as stack:
+        await stack.start_receiver()
+        await stack.start_gateway()
+        for path, options in paths.items():
+            await stack.subscribe(path, **options)
+        stack.start_workers(args.workers)
+        body = event_body()
+        # Workers are up when a first event has reached the measured endpoint.
+        await stack.publish_many(body, 3, concurrency=1)
+        if await wait_received(stack, measured_path, 3, READY_WAIT_S) < 3:
+            raise RuntimeError("workers did not deliver the warm-up events")
+        await asyncio.sleep(1.0)
+        await stack.receiver_reset()
+        sent_file = stack.log_dir / "sent.json"
+        quiet = await stack.wait_for_quiet()
+        meter = await stack.cpu_meter()
+        with tempfile.TemporaryDirectory() as tmp:
+            body_file = Path(tmp) / "body.json"
+            body_file.write_bytes(body)
+            load = await run_json(
+                [
+                    PYTHON,
+                    str(BENCH / "loadgen.py"),
+                    "rate",
+                    "--url",
+                    f"{stack.gateway_url}/v1/events",
+                    "--token",
+                    stack.token,
+                    "--body",
+                    str(body_file),
+                    "--rate",
+                    str(rate),
+                    "--duration",
+                    str(args.duration),
+                    "--out",
+                    str(sent_file),
+                ],
+                timeout_s=args.duration + 120,
+            )
+        cpu = await stack.cpu_meter_stop(meter)
+        sent = json.loads(sent_file.read_text())
+        accepted = {r[3]: r for r in sent if r[2] == 202 and r[3]}
+        received = await wait_received(stack, measured_path, len(accepted), args.drain)
+        records = await stack.receiver_get("/dump")
+        stats = await stack.receiver_get("/stats")
+        counts = await stack.delivery_counts()
+        rss = stack.rss.summary()
+    arrivals: dict[str, float] = {}
+    for path, webhook_id, at in records:
+        if path == measured_path and webhook_id in accepted and webhook_id not in arrivals:
+            arrivals[webhook_id] = at
+    e2e = [arrivals[i] - accepted[i][0] for i in arrivals]
+    leg = [arrivals[i] - accepted[i][1] for i in arrivals]
+    publish = [r[1] - r[0] for r in accepted.values()]
+    result = {
+        "scenario": name,
+        "offered_rate": rate,
+        "duration_s": args.duration,
+        "loadgen": load,
+        "accepted": len(accepted),
+        "accepted_rate": round(len(accepted) / load["seconds"], 1) if load["seconds"] else 0,
+        "received_at_measured_path": received,
+        "missing_after_drain": len(accepted) - len(arrivals),
+        "publish_to_receipt_ms": stats_ms(e2e),
+        "publish_202_ms": stats_ms(publish),
+        "delivery_leg_202_to_receipt_ms": stats_ms(leg),
+        "receiver_by_path": stats["by_path"],
+        "delivery_status_counts": counts,
+        "cpu_during_load": cpu,
+        "foreign_busy_pct_before": quiet,
+        "rss_mib": rss,
+    }
+    e2e_stats = result["publish_to_receipt_ms"]
+    print(
+        f"{name} @ {rate}/s: accepted {result['accepted_rate']}/s, "
+        f"p50 {e2e_stats['p50']} ms, p99 {e2e_stats['p99']} ms, "
+        f"missing {result['missing_after_drain']}",
+        file=sys.stderr,
+    )
+    return result
+
+
+async def run(args: argparse.Namespace) -> dict[str, Any]:
+    out: dict[str, Any] = {"benchmark": "latency", "machine": machine_info(), "params": vars(args)}
+    if args.scenario in ("e2e", "all"):
+        e2e = await scenario("e2e", {"/lat": {}}, "/lat", args.rate, args)
+        p50 = e2e["publish_to_receipt_ms"]["p50"]
+        p99 = e2e["publish_to_receipt_ms"]["p99"]
+        out["e2e"] = e2e
+        out["e2e_goal"] = {
+            "p50_ms": GOAL_P50_MS,
+            "p99_ms": GOAL_P99_MS,
+            "pass": p50 <= GOAL_P50_MS and p99 <= GOAL_P99_MS and e2e["missing_after_drain"] == 0,
+        }
+    if args.scenario in ("hang", "all"):
+        hang_options = {"timeout_s": args.hang_timeout_s}
+        healthy = await scenario(
+            "hang-baseline",
+            {"/healthy": {}, "/other": hang_options},
+            "/healthy",
+            args.hang_rate,
+            args,
+        )
+        hanging = await scenario(
+            "hang-with-hanging",
+            {"/healthy": {}, "/hang": hang_options},
+            "/healthy",
+            args.hang_rate,
+            args,
+        )
+        base_p99 = healthy["publish_to_receipt_ms"]["p99"]
+        hang_p99 = hanging["publish_to_receipt_ms"]["p99"]
+        factor = hang_p99 / base_p99 if base_p99 else float("inf")
+        out["hang_baseline"] = healthy
+        out["hang_with_hanging"] = hanging
+        out["hang_goal"] = {
+            "factor": round(factor, 2),
+            "goal_factor": GOAL_HANG_FACTOR,
+            "pass": factor <= GOAL_HANG_FACTOR and hanging["missing_after_drain"] == 0,
+        }
+    return out
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("scenario", choices=["e2e", "hang", "all"])
+    parser.add_argument("--rate", type=float, default=200.0, help="e2e events/s")
+    parser.add_argument("--hang-rate", type=float, default=100.0, help="hang events/s")
+    parser.add_argument("--duration", type=float, default=30.0)
+    parser.add_argument("--drain", type=float, default=20.0, help="s to wait after the load")
+    parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--hang-s", type=float, default=20.0, help="how long /hang sleeps")
+    parser.add_argument("--hang-timeout-s", type=int, default=15, help="its subscription timeout")
+    parser.add_argument("--name", default="latency", help="results file prefix")
+    args = parser.parse_args()
+    result = asyncio.run(run(args))
+    path = write_result(args.name, result)
+    summary = {k: v for k, v in result.items() if k in ("e2e_goal", "hang_goal") or k == "params"}
+    for key in ("e2e", "hang_baseline", "hang_with_hanging"):
+        if key in result:
+            summary[key] = {
+                k: result[key][k]
+                for k in (
+                    "offered_rate",
+                    "accepted_rate",
+                    "missing_after_drain",
+                    "publish_to_receipt_ms",
+                    "publish_202_ms",
+                    "delivery_leg_202_to_receipt_ms",
+                )
+            }
+    print(json.dumps(summary, indent=2))
+    print(f"results: {path}", file=sys.stderr)
+
+
+if __name__ == "__main__":
+    main()
