@@ -7,6 +7,7 @@ holding one loses it when the lease runs out, so a crash never shrinks a subscri
 
 from __future__ import annotations
 
+import random
 from dataclasses import dataclass
 
 from redis.asyncio import Redis
@@ -19,7 +20,7 @@ local max_in_flight = tonumber(ARGV[2])
 local rate = tonumber(ARGV[3])
 redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now_ms)
 if redis.call('ZCARD', KEYS[1]) >= max_in_flight then
-  return {1, 200}
+  return {1, 0}
 end
 if rate > 0 then
   -- GCRA: allow a burst of one second's worth, then one every 1000/rate ms.
@@ -36,6 +37,9 @@ redis.call('ZADD', KEYS[1], now_ms + lease_ms, ARGV[4])
 redis.call('PEXPIRE', KEYS[1], lease_ms + 1000)
 return {0, 0}
 """
+
+
+_IN_FLIGHT_RETRY_MS = (1000, 3000)
 
 
 @dataclass(frozen=True)
@@ -69,8 +73,14 @@ class SubscriptionLimiter:
         )
         if int(code) == 0:
             return Admission(admitted=True, limit=None, retry_in_ms=0)
-        limit = "max_in_flight" if int(code) == 1 else "rate_limit"
-        return Admission(admitted=False, limit=limit, retry_in_ms=int(wait_ms))
+        if int(code) == 2:
+            # The rate limit knows exactly when the next slot opens.
+            return Admission(admitted=False, limit="rate_limit", retry_in_ms=int(wait_ms))
+        # Nobody knows when an in-flight attempt ends (a hanging endpoint holds its slots
+        # until the timeout). Waiting a jittered 1-3 s keeps the deliveries queued behind a
+        # full subscription from polling so often that they crowd out everyone else's.
+        wait = random.randint(*_IN_FLIGHT_RETRY_MS)  # noqa: S311 - jitter, not security
+        return Admission(admitted=False, limit="max_in_flight", retry_in_ms=wait)
 
     async def release(self, subscription_id: str, token: str) -> None:
         await self._redis.zrem(self._keys(subscription_id)[0], token)
