@@ -393,22 +393,15 @@ def _optional_money(value: Decimal | None, path: str) -> Money | None:
 
 def _quantity(value: Decimal | None, path: str) -> str | None:
     """A canonical decimal-string quantity ("2", "1.5")."""
-    if value is None:
-        return None
-    if (
-        not value.is_finite()
-        or value.adjusted() >= MAX_QUANTITY_DIGITS
-        or _decimals(value) > MAX_QUANTITY_DECIMALS
-    ):
-        raise PayloadRejected(
-            f"{path}: quantity is not a finite number below 10^{MAX_QUANTITY_DIGITS} "
-            f"with at most {MAX_QUANTITY_DECIMALS} decimal places"
-        )
-    return _plain(value)
+    return _bounded_decimal_string(value, path, "quantity is not")
 
 
 def _decimal_string(value: Decimal | None, path: str) -> str | None:
     """A rate (percent) as a canonical decimal string ("10" for 10.0)."""
+    return _bounded_decimal_string(value, path, "not")
+
+
+def _bounded_decimal_string(value: Decimal | None, path: str, refusal: str) -> str | None:
     if value is None:
         return None
     if (
@@ -417,7 +410,7 @@ def _decimal_string(value: Decimal | None, path: str) -> str | None:
         or _decimals(value) > MAX_QUANTITY_DECIMALS
     ):
         raise PayloadRejected(
-            f"{path}: not a finite number below 10^{MAX_QUANTITY_DIGITS} "
+            f"{path}: {refusal} a finite number below 10^{MAX_QUANTITY_DIGITS} "
             f"with at most {MAX_QUANTITY_DECIMALS} decimal places"
         )
     return _plain(value)
