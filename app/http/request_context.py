@@ -67,9 +67,11 @@ class RequestContext:
             request_id_var.reset(token)
 
 
-def require_json_body(request: Request[Any, Any, Any]) -> None:
+async def require_json_body(request: Request[Any, Any, Any]) -> None:
     """before_request hook: a request that carries a body must say it is JSON (else 415),
-    unless its route lists the media type in `opt["accepts_media"]`."""
+    unless its route lists the media type in `opt["accepts_media"]`.
+
+    Async although it awaits nothing: Litestar runs a sync hook in its thread pool."""
     if request.method not in _BODY_METHODS:
         return
     length = request.headers.get("content-length")
