@@ -53,6 +53,11 @@ _JWKS_FETCH_DEADLINE_S: Final = 10.0
 _JWKS_MAX_BYTES: Final = 1024 * 1024
 # Far above any legitimate bearer token; stops huge headers from costing decode work.
 _MAX_TOKEN_CHARS: Final = 16 * 1024
+# A verified token is remembered this long (never past its exp): partners send the same
+# token with every request, and a signature check plus claim parsing on each is measurable.
+# Only tokens signed by locally configured keys, which cannot change while the process runs.
+_VERIFIED_CACHE_S: Final = 30.0
+_VERIFIED_CACHE_MAX: Final = 10_000
 
 _REQUIRED_CLAIMS: Final = ("exp", "iss", "aud", "sub")
 
@@ -309,6 +314,13 @@ class KeyRing:
             raise TokenRejected("unknown signing key")
         return await self._jwks_key(kid, header_alg)
 
+    def is_static(self, kid: str | None) -> bool:
+        """Whether ``kid`` resolves to a key from local configuration (fixed for the process's
+        life), as opposed to a JWKS entry that a later fetch may withdraw."""
+        if kid is None:
+            return self._sole_key is not None
+        return kid in self._static_keys
+
     async def aclose(self) -> None:
         """Close the HTTP client used for JWKS fetches, if one was created."""
         client, self._http_client = self._http_client, None
@@ -447,11 +459,19 @@ class TokenVerifier:
         self._issuer = issuer
         self._audience = audience
         self._leeway_s = leeway_s
+        # token -> (claims, accepted until (wall clock, from exp), remembered until (monotonic))
+        self._verified: dict[str, tuple[VerifiedToken, float, float]] = {}
 
     async def verify(self, token: str) -> VerifiedToken:
         """Return the verified claims of ``token`` or raise TokenRejected."""
         if not token or len(token) > _MAX_TOKEN_CHARS:
             raise TokenRejected("malformed token")
+        remembered = self._verified.get(token)
+        if remembered is not None:
+            verified, accepted_until, remembered_until = remembered
+            if time.time() < accepted_until and time.monotonic() < remembered_until:
+                return verified
+            del self._verified[token]
         try:
             header = jwt.get_unverified_header(token)
         except jwt.PyJWTError:
@@ -476,7 +496,24 @@ class TokenVerifier:
             raise TokenRejected("algorithm not allowed")
 
         claims = self._decode(token, verification_key, algorithm)
-        return self._to_verified(claims)
+        verified = self._to_verified(claims)
+        if self._keyring.is_static(kid):
+            # JWKS keys can be withdrawn by the next fetch, so only these are remembered.
+            self._remember(token, verified, claims)
+        return verified
+
+    def _remember(self, token: str, verified: VerifiedToken, claims: dict[str, Any]) -> None:
+        exp = claims.get("exp")
+        if not isinstance(exp, int | float):
+            return
+        if len(self._verified) >= _VERIFIED_CACHE_MAX:
+            self._verified.clear()  # rare (that many live tokens); simpler than LRU upkeep
+        # PyJWT accepts while now < exp + leeway; the cache keeps exactly that bound.
+        self._verified[token] = (
+            verified,
+            float(exp) + self._leeway_s,
+            time.monotonic() + _VERIFIED_CACHE_S,
+        )
 
     def _decode(self, token: str, key: _VerificationKey, algorithm: str) -> dict[str, Any]:
         try:

@@ -881,3 +881,22 @@ def test_parse_duration_accepts_whole_numbers_with_optional_unit(text: str, seco
 def test_parse_duration_rejects_anything_else(text: str) -> None:
     with pytest.raises(ValueError, match="invalid duration"):
         parse_duration_s(text)
+
+
+async def test_a_remembered_token_still_expires_at_its_exp(keyring: KeyRing) -> None:
+    verifier = TokenVerifier(keyring, issuer=ISSUER, audience=AUDIENCE, leeway_s=0)
+    exp = int(time.time()) + 1
+    token = hs_token(claims(exp=exp))
+    assert (await verifier.verify(token)).subject == "tenant-42"
+    assert (await verifier.verify(token)).subject == "tenant-42"  # served from memory
+    await asyncio.sleep(max(exp - time.time(), 0) + 0.05)
+    assert str(await rejection(verifier, token)) == "token expired"
+
+
+async def test_a_rejected_token_is_rejected_again(keyring: KeyRing) -> None:
+    verifier = make_verifier(keyring)
+    token = hs_token()
+    forged = token[:-4] + ("AAAA" if not token.endswith("AAAA") else "BBBB")
+    await verifier.verify(token)
+    for _ in range(2):
+        assert str(await rejection(verifier, forged)) == "invalid signature"
