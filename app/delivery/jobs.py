@@ -8,9 +8,10 @@ from datetime import datetime
 from arq.connections import ArqRedis
 
 DELIVER_JOB = "deliver_attempts"
-# A fan-out is split into jobs of this many first attempts: fewer, cheaper jobs than one
-# per delivery, small enough that one slow endpoint holds back few others.
-FANOUT_CHUNK = 16
+# First attempts are enqueued in jobs of up to this many: arq's per-job cost (several Redis
+# round trips) is then shared, and a job's attempts run concurrently and are recorded as
+# each finishes, so a slow endpoint in a job holds back only its own attempts.
+FIRST_ATTEMPTS_PER_JOB = 64
 
 AttemptRef = tuple[str, int]  # (delivery id, attempt number)
 
@@ -20,12 +21,11 @@ def attempt_job_id(delivery_id: str, attempt: int) -> str:
     return f"{delivery_id}:{attempt}"
 
 
-async def enqueue_first_attempts(
-    queue: ArqRedis, event_id: str, delivery_ids: Sequence[str]
-) -> None:
-    for index in range(0, len(delivery_ids), FANOUT_CHUNK):
-        chunk = delivery_ids[index : index + FANOUT_CHUNK]
-        job_id = attempt_job_id(chunk[0], 1) if len(chunk) == 1 else f"{event_id}:fanout:{index}"
+async def enqueue_first_attempts(queue: ArqRedis, delivery_ids: Sequence[str]) -> None:
+    for index in range(0, len(delivery_ids), FIRST_ATTEMPTS_PER_JOB):
+        chunk = delivery_ids[index : index + FIRST_ATTEMPTS_PER_JOB]
+        # Delivery ids are unique, so the first one names the chunk: a repeat is a no-op.
+        job_id = attempt_job_id(chunk[0], 1) if len(chunk) == 1 else f"{chunk[0]}:first"
         await queue.enqueue_job(DELIVER_JOB, [[d, 1] for d in chunk], _job_id=job_id)
 
 

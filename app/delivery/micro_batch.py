@@ -68,3 +68,68 @@ class MicroBatcher(Generic[T, R]):
         for (_, future), result in zip(batch, results, strict=True):
             if not future.done():
                 future.set_result(result)
+
+
+class GroupCommit(Generic[T, R]):
+    """Items that arrive while earlier batches are being written go together in the next one.
+
+    Unlike MicroBatcher there is no timer: a lone item is handled at once, and under load each
+    batch carries whatever queued during the previous one, so the number of transactions
+    stays roughly flat as the request rate grows. At most `max_concurrent` batches run at a
+    time; their transactions overlap their round trips.
+    """
+
+    def __init__(
+        self,
+        handle: Callable[[list[T]], Awaitable[Sequence[R]]],
+        *,
+        max_size: int = 200,
+        max_concurrent: int = 2,
+    ) -> None:
+        self._handle = handle
+        self._max_size = max_size
+        self._max_concurrent = max_concurrent
+        self._pending: list[tuple[T, asyncio.Future[R]]] = []
+        self._running: set[asyncio.Task[None]] = set()
+
+    async def submit(self, item: T) -> R:
+        future: asyncio.Future[R] = asyncio.get_running_loop().create_future()
+        self._pending.append((item, future))
+        self._start()
+        return await future
+
+    def _start(self) -> None:
+        while self._pending and len(self._running) < self._max_concurrent:
+            # The batch is taken when the task first runs, so whatever else arrives in this
+            # turn of the event loop joins it.
+            task = asyncio.create_task(self._run())
+            self._running.add(task)
+            task.add_done_callback(self._finished)
+            if len(self._running) >= len(self._pending):
+                break
+
+    def _finished(self, task: asyncio.Task[None]) -> None:
+        self._running.discard(task)
+        self._start()
+
+    async def _run(self) -> None:
+        batch = self._pending[: self._max_size]
+        del self._pending[: self._max_size]
+        batch = [(item, future) for item, future in batch if not future.done()]
+        if not batch:
+            return
+        try:
+            results = await self._handle([item for item, _ in batch])
+        except Exception as exc:  # every waiter must hear about the failure
+            for _, future in batch:
+                if not future.done():
+                    future.set_exception(exc)
+            return
+        for (_, future), result in zip(batch, results, strict=True):
+            if not future.done():
+                future.set_result(result)
+
+    async def drain(self) -> None:
+        """Wait until every submitted item has been handled."""
+        while self._running:
+            await asyncio.gather(*list(self._running), return_exceptions=True)

@@ -15,6 +15,7 @@ from litestar.openapi.spec import Components, SecurityScheme
 from litestar.plugins.prometheus import PrometheusConfig, PrometheusController
 
 from app import __version__
+from app.delivery.publisher import EventPublisher
 from app.http.auth import BearerAuthMiddleware
 from app.http.deliveries import DeliveryController
 from app.http.events import EventController
@@ -59,15 +60,18 @@ def build_resources(settings: Settings) -> Resources:
         raise SettingsError(
             f"GATEWAY_JWT_SECRETS / GATEWAY_JWT_PUBLIC_KEYS / GATEWAY_JWT_JWKS_URL: {exc}"
         ) from None
+    engine = create_engine(settings.database_url)
+    redis = queue_connection(settings.redis_url)
     return Resources(
         settings=settings,
-        engine=create_engine(settings.database_url),
-        redis=queue_connection(settings.redis_url),
+        engine=engine,
+        redis=redis,
         verifier=TokenVerifier(keyring, issuer=settings.jwt_issuer, audience=settings.jwt_audience),
         keyring=keyring,
         secret_box=SecretBox(settings.secret_key),
         address_policy=AddressPolicy(allow_cidrs=settings.ssrf_allow_cidrs),
         tenants=TenantCache(settings.tenant_cache_s),
+        publisher=EventPublisher(engine, redis),
     )
 
 
@@ -82,6 +86,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
         try:
             yield
         finally:
+            await resources.publisher.aclose()
             await resources.redis.aclose()
             await resources.keyring.aclose()
             await resources.engine.dispose()

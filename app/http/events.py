@@ -14,7 +14,7 @@ from litestar.params import PathParameter, QueryParameter
 from sqlalchemy.exc import IntegrityError
 
 from app.clock import utcnow
-from app.delivery.fanout import enqueue_published, write_event
+from app.delivery.fanout import EventDraft, enqueue_published, write_event
 from app.http.auth import principal_of, requires_scope
 from app.http.pagination import DEFAULT_LIMIT, MAX_LIMIT, decode_cursor, next_cursor
 from app.http.problems import ApiError, FieldError, invalid_field, not_found
@@ -105,7 +105,7 @@ class EventController(Controller):
         key = _idempotency_key(request)
         raw = await request.body()
         data = _decode_publish(raw)
-        request_hash = hashlib.sha256(raw).hexdigest()
+        request_hash = hashlib.sha256(raw).hexdigest() if key is not None else ""
         if key is not None:
             async with resources.engine.connect() as conn:
                 remembered = await find_response(conn, principal.tenant_id, key, utcnow())
@@ -120,6 +120,24 @@ class EventController(Controller):
                 raise invalid_field("source_id", "unknown source")
             source = EventSource(source_id=found.id, provider=found.provider, method="api")
 
+        if key is None:
+            # Concurrent publishes share one transaction (group commit); 202 after it commits.
+            published = await resources.publisher.publish(
+                EventDraft(
+                    tenant_id=principal.tenant_id,
+                    event_type=data.type,
+                    data=data.data,
+                    source=source,
+                    occurred_at=data.occurred_at,
+                )
+            )
+            return Response(
+                content=_encoder.encode(
+                    PublishAccepted(id=published.event_id, deliveries=len(published.delivery_ids))
+                ),
+                status_code=202,
+                media_type="application/json",
+            )
         try:
             async with resources.engine.begin() as conn:
                 published = await write_event(
@@ -133,21 +151,20 @@ class EventController(Controller):
                 body = _encoder.encode(
                     PublishAccepted(id=published.event_id, deliveries=len(published.delivery_ids))
                 )
-                if key is not None:
-                    await remember_response(
-                        conn,
-                        tenant_id=principal.tenant_id,
-                        key=key,
-                        request_hash=request_hash,
-                        status=202,
-                        body=body.decode("utf-8"),
-                        now=utcnow(),
-                    )
+                await remember_response(
+                    conn,
+                    tenant_id=principal.tenant_id,
+                    key=key,
+                    request_hash=request_hash,
+                    status=202,
+                    body=body.decode("utf-8"),
+                    now=utcnow(),
+                )
         except IntegrityError:
             # A concurrent request with the same key committed first: answer as it did.
             async with resources.engine.connect() as conn:
-                remembered = await find_response(conn, principal.tenant_id, key or "", utcnow())
-            if key is None or remembered is None:
+                remembered = await find_response(conn, principal.tenant_id, key, utcnow())
+            if remembered is None:
                 raise
             return _replay(remembered, request_hash)
         # Enqueued after the response is sent: the rows are committed (the outbox), and

@@ -8,6 +8,7 @@ from arq.connections import ArqRedis
 from litestar.datastructures import State
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from app.delivery.publisher import EventPublisher
 from app.http.tenant_cache import TenantCache
 from app.security.jwt_auth import KeyRing, TokenVerifier
 from app.security.secret_box import SecretBox
@@ -25,6 +26,7 @@ class Resources:
     secret_box: SecretBox
     address_policy: AddressPolicy
     tenants: TenantCache
+    publisher: EventPublisher
 
 
 def resources_of(state: State) -> Resources:

@@ -74,24 +74,63 @@ async def insert_event_with_deliveries(
     conn: AsyncConnection, event: NewEvent, subscription_ids: list[str]
 ) -> list[str]:
     """The outbox write: call inside the caller's transaction; returns the delivery ids."""
-    await conn.execute(
-        events.insert().values(
-            id=event.id,
-            tenant_id=event.tenant_id,
-            type=event.type,
-            source_id=event.source_id,
-            provider=event.provider,
-            occurred_at=event.occurred_at,
-            received_at=event.received_at,
-            dedupe_key=event.dedupe_key,
-            aggregate_key=event.aggregate_key,
-            sequence=event.sequence,
-            payload=event.payload,
+    return (await insert_events_with_deliveries(conn, [(event, subscription_ids)]))[0]
+
+
+def _event_row(event: NewEvent) -> dict[str, Any]:
+    return {
+        "id": event.id,
+        "tenant_id": event.tenant_id,
+        "type": event.type,
+        "source_id": event.source_id,
+        "provider": event.provider,
+        "occurred_at": event.occurred_at,
+        "received_at": event.received_at,
+        "dedupe_key": event.dedupe_key,
+        "aggregate_key": event.aggregate_key,
+        "sequence": event.sequence,
+        "payload": event.payload,
+    }
+
+
+async def insert_events_with_deliveries(
+    conn: AsyncConnection, batch: list[tuple[NewEvent, list[str]]]
+) -> list[list[str]]:
+    """The outbox write for several events: two statements, however many events and targets.
+
+    Call inside the caller's transaction; returns each event's delivery ids, in target order.
+    """
+    await conn.execute(events.insert(), [_event_row(event) for event, _ in batch])
+    delivery_ids: list[list[str]] = []
+    rows: list[dict[str, Any]] = []
+    for event, subscription_ids in batch:
+        ids = [new_id("dlv") for _ in subscription_ids]
+        delivery_ids.append(ids)
+        rows.extend(
+            _delivery_row(
+                event.tenant_id, event.id, delivery_id, subscription_id, event.received_at
+            )
+            for delivery_id, subscription_id in zip(ids, subscription_ids, strict=True)
         )
-    )
-    return await insert_deliveries(
-        conn, event.tenant_id, event.id, subscription_ids, event.received_at
-    )
+    if rows:
+        await conn.execute(deliveries.insert(), rows)
+    return delivery_ids
+
+
+def _delivery_row(
+    tenant_id: str, event_id: str, delivery_id: str, subscription_id: str, now: datetime
+) -> dict[str, Any]:
+    return {
+        "id": delivery_id,
+        "tenant_id": tenant_id,
+        "event_id": event_id,
+        "subscription_id": subscription_id,
+        "status": "pending",
+        "attempt_count": 0,
+        "next_attempt_at": now,
+        "created_at": now,
+        "updated_at": now,
+    }
 
 
 async def insert_deliveries(
@@ -107,17 +146,7 @@ async def insert_deliveries(
         await conn.execute(
             deliveries.insert(),
             [
-                {
-                    "id": delivery_id,
-                    "tenant_id": tenant_id,
-                    "event_id": event_id,
-                    "subscription_id": subscription_id,
-                    "status": "pending",
-                    "attempt_count": 0,
-                    "next_attempt_at": now,
-                    "created_at": now,
-                    "updated_at": now,
-                }
+                _delivery_row(tenant_id, event_id, delivery_id, subscription_id, now)
                 for delivery_id, subscription_id in zip(delivery_ids, subscription_ids, strict=True)
             ],
         )

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 import pytest
 import sqlalchemy as sa
+from arq.constants import job_key_prefix
 from litestar import Litestar
 from litestar.testing import AsyncTestClient
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -14,6 +16,7 @@ from app.store.tables import deliveries, events, subscription_patterns
 from contracts.canonical import EXAMPLES
 from contracts.event_types import EVENT_TYPES, pattern_matches, patterns_matching
 from tests.conftest import TokenFactory
+from workers.queue import QUEUE_NAME, deserialize_job, queue_connection
 
 Client = AsyncTestClient[Litestar]
 ORDER = EXAMPLES["order.created"]
@@ -219,3 +222,72 @@ async def test_test_endpoint_sends_a_ping_to_that_subscription_only(
     assert envelope["type"] == "ping"
     await client.post(f"/v1/subscriptions/{target}/disable", headers=auth)
     assert (await client.post(f"/v1/subscriptions/{target}/test", headers=auth)).status_code == 409
+
+
+async def test_concurrent_publishes_each_get_their_own_matching_deliveries(
+    client: Client,
+    auth: dict[str, str],
+    other_tenant_id: str,
+    make_token: TokenFactory,
+    engine: AsyncEngine,
+    redis_url: str,
+) -> None:
+    """Publishes that share a transaction still match per tenant and type, and every
+    delivery they wrote is queued, in fewer jobs than deliveries."""
+    queue = queue_connection(redis_url)
+    await queue.flushdb()
+    orders = await subscribe(client, auth, "order.*")
+    everything = await subscribe(client, auth, "*")
+    other_auth = {"Authorization": f"Bearer {make_token(other_tenant_id)}"}
+    other_sales = await subscribe(client, other_auth, "sale.*")
+    expected = {
+        ("mine", "order.created"): {orders, everything},
+        ("mine", "sale.completed"): {everything},
+        ("other", "order.created"): set(),
+        ("other", "sale.completed"): {other_sales},
+    }
+    plan = [
+        ("mine" if i % 3 else "other", "order.created" if i % 2 else "sale.completed")
+        for i in range(40)
+    ]
+    responses = await asyncio.gather(
+        *(
+            client.post(
+                "/v1/events",
+                json=EXAMPLES[event_type],
+                headers=auth if who == "mine" else other_auth,
+            )
+            for who, event_type in plan
+        )
+    )
+    all_deliveries: set[str] = set()
+    for (who, event_type), response in zip(plan, responses, strict=True):
+        assert response.status_code == 202, response.text
+        body = response.json()
+        assert body["deliveries"] == len(expected[(who, event_type)])
+        assert await delivery_targets(engine, body["id"]) == expected[(who, event_type)]
+        async with engine.connect() as conn:
+            rows = await conn.execute(
+                sa.select(deliveries.c.id).where(deliveries.c.event_id == body["id"])
+            )
+            all_deliveries.update(rows.scalars())
+    assert len({r.json()["id"] for r in responses}) == 40
+    assert await count(engine, events) == 40
+
+    async def queued() -> tuple[int, set[str]]:
+        found: set[str] = set()
+        job_ids = await queue.zrange(QUEUE_NAME, 0, -1)
+        for job_id in job_ids:
+            raw = await queue.get(job_key_prefix + job_id.decode())
+            if raw is not None:
+                found.update(str(ref[0]) for ref in deserialize_job(raw)["a"][0])
+        return len(job_ids), found
+
+    for _ in range(100):
+        jobs, found = await queued()
+        if found == all_deliveries:
+            break
+        await asyncio.sleep(0.05)
+    assert found == all_deliveries
+    assert jobs < len(all_deliveries)
+    await queue.aclose()

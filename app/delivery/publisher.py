@@ -1,0 +1,52 @@
+"""API publishes share transactions: group commit of events and their outbox rows."""
+
+from __future__ import annotations
+
+import asyncio
+
+from arq.connections import ArqRedis
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from app.delivery.fanout import EventDraft, Published, enqueue_published_batch, write_events
+from app.delivery.micro_batch import GroupCommit
+
+# Batches stay small enough that one transaction is short (a few ms on PostgreSQL) and
+# large enough to carry every request of a busy moment.
+MAX_EVENTS_PER_COMMIT = 200
+
+
+class EventPublisher:
+    """Writes events that arrive together in one transaction, answers each after the commit.
+
+    Per event, a transaction of its own costs four SQL round trips and a job enqueue; under
+    concurrent load those dominate a publish. Here a batch costs the same round trips once
+    (matching per distinct tenant/type/source, one INSERT of events, one of deliveries), and
+    its first attempts go to the queue in shared jobs after the commit.
+    """
+
+    def __init__(self, engine: AsyncEngine, queue: ArqRedis) -> None:
+        self._engine = engine
+        self._queue = queue
+        self._commits: GroupCommit[EventDraft, Published] = GroupCommit(
+            self._write, max_size=MAX_EVENTS_PER_COMMIT
+        )
+        self._enqueues: set[asyncio.Task[None]] = set()
+
+    async def publish(self, draft: EventDraft) -> Published:
+        """Returns once the event and its deliveries are committed; the enqueue follows."""
+        return await self._commits.submit(draft)
+
+    async def _write(self, drafts: list[EventDraft]) -> list[Published]:
+        async with self._engine.begin() as conn:
+            published = await write_events(conn, drafts)
+        # After the commit and off the requests' path; should it never happen (process
+        # stopped, Redis down), the sweeper finds the deliveries due and enqueues them.
+        task = asyncio.create_task(enqueue_published_batch(self._queue, published))
+        self._enqueues.add(task)
+        task.add_done_callback(self._enqueues.discard)
+        return published
+
+    async def aclose(self) -> None:
+        await self._commits.drain()
+        if self._enqueues:
+            await asyncio.gather(*list(self._enqueues), return_exceptions=True)
