@@ -9,6 +9,10 @@ from datetime import datetime
 
 # Crockford base32, as ULID uses: sortable as plain strings.
 _ALPHABET = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
+# Every 10-bit value as its two characters: a ULID is 13 table lookups instead of 26 divmods
+# (ids are made several times per request on the publish path).
+_PAIRS = tuple(a + b for a in _ALPHABET for b in _ALPHABET)
+_PAIR_SHIFTS = tuple(range(120, -1, -10))
 _lock = threading.Lock()
 _last_ms = 0
 _last_random = 0
@@ -40,7 +44,8 @@ def new_ulid() -> str:
         else:
             _last_ms = now_ms
             _last_random = int.from_bytes(os.urandom(10), "big")
-        return _encode(now_ms, 10) + _encode(_last_random, 16)
+        value = (now_ms << 80) | _last_random
+    return "".join([_PAIRS[(value >> shift) & 1023] for shift in _PAIR_SHIFTS])
 
 
 def new_id(prefix: str) -> str:

@@ -28,7 +28,7 @@ class EventPublisher:
         self._engine = engine
         self._queue = queue
         self._commits: GroupCommit[EventDraft, Published] = GroupCommit(
-            self._write, max_size=MAX_EVENTS_PER_COMMIT
+            self._write, max_size=MAX_EVENTS_PER_COMMIT, max_concurrent=4
         )
         self._enqueues: set[asyncio.Task[None]] = set()
 
