@@ -1,0 +1,74 @@
+"""The per-subscription limiter through Redis: attempts asking together are checked in order."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+
+import pytest
+from arq.connections import ArqRedis
+
+from app.delivery.isolation import SubscriptionLimiter
+from workers.queue import queue_connection
+
+
+@pytest.fixture
+async def redis(redis_url: str) -> AsyncIterator[ArqRedis]:
+    connection = queue_connection(redis_url)
+    await connection.flushdb()
+    yield connection
+    await connection.aclose()
+
+
+async def test_attempts_admitted_together_respect_each_subscriptions_cap(
+    redis: ArqRedis,
+) -> None:
+    limiter = SubscriptionLimiter(redis)
+    asks = [("sub_a", f"a{i}", 2) for i in range(4)] + [("sub_b", "b0", 1), ("sub_b", "b1", 1)]
+    admissions = await asyncio.gather(
+        *(
+            limiter.acquire(sub, token, max_in_flight=cap, rate_limit_per_s=None, lease_s=30)
+            for sub, token, cap in asks
+        )
+    )
+    admitted = [token for (_, token, _), a in zip(asks, admissions, strict=True) if a.admitted]
+    assert sorted(admitted) == ["a0", "a1", "b0"]
+    refused = [a for a in admissions if not a.admitted]
+    assert {a.limit for a in refused} == {"max_in_flight"}
+    assert all(1000 <= a.retry_in_ms <= 3000 for a in refused)
+
+    # Released slots are free again, for this subscription only.
+    await asyncio.gather(limiter.release("sub_a", "a0"), limiter.release("sub_b", "b0"))
+    again = await limiter.acquire("sub_a", "a9", max_in_flight=2, rate_limit_per_s=None, lease_s=30)
+    assert again.admitted
+    full = await limiter.acquire("sub_a", "a10", max_in_flight=2, rate_limit_per_s=None, lease_s=30)
+    assert not full.admitted
+
+
+async def test_a_rate_limit_in_a_batch_says_when_the_next_slot_opens(redis: ArqRedis) -> None:
+    limiter = SubscriptionLimiter(redis)
+    admissions = await asyncio.gather(
+        *(
+            limiter.acquire("sub_r", f"r{i}", max_in_flight=100, rate_limit_per_s=2, lease_s=30)
+            for i in range(4)
+        )
+    )
+    # A burst of one second's worth (2), then one every 500 ms.
+    assert [a.admitted for a in admissions] == [True, True, False, False]
+    assert {a.limit for a in admissions[2:]} == {"rate_limit"}
+    assert all(0 < a.retry_in_ms <= 500 for a in admissions[2:])
+
+
+async def test_a_slot_held_by_a_dead_worker_frees_itself_when_its_lease_ends(
+    redis: ArqRedis,
+) -> None:
+    limiter = SubscriptionLimiter(redis)
+    held = await limiter.acquire("sub_d", "t1", max_in_flight=1, rate_limit_per_s=None, lease_s=0.2)
+    assert held.admitted
+    blocked = await limiter.acquire(
+        "sub_d", "t2", max_in_flight=1, rate_limit_per_s=None, lease_s=30
+    )
+    assert not blocked.admitted
+    await asyncio.sleep(0.3)  # never released: the lease runs out instead
+    later = await limiter.acquire("sub_d", "t3", max_in_flight=1, rate_limit_per_s=None, lease_s=30)
+    assert later.admitted
