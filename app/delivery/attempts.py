@@ -19,7 +19,7 @@ from app import __version__
 from app.clock import utcnow
 from app.delivery.fanout import Published, enqueue_published, write_event
 from app.delivery.http_client import PostResult, WebhookClient
-from app.delivery.isolation import SubscriptionLimiter
+from app.delivery.isolation import Admission, SubscriptionLimiter
 from app.delivery.jobs import AttemptRef, enqueue_attempt
 from app.delivery.micro_batch import MicroBatcher
 from app.delivery.policy import AttemptResult, Decision, decide
@@ -47,8 +47,13 @@ RESPONSE_BODY_LIMIT = 4096
 # Auto-disable needs both: failing for GATEWAY_DISABLE_AFTER and this many failures in a row,
 # so one old failure followed by silence never disables a subscription.
 DISABLE_MIN_CONSECUTIVE_FAILURES = 5
-# The lease outlives the attempt's own timeout, so a live worker never loses its claim.
-LEASE_MARGIN_S = 10.0
+# The lease outlives waiting for a slot plus the attempt's own timeout, so a live worker
+# never loses its claim.
+PARK_LIMIT_S = 4.0
+LEASE_MARGIN_S = PARK_LIMIT_S + 10.0
+# A parked attempt rechecks its subscription this often (seconds, jittered), for slots that
+# other worker processes free; slots freed in this process wake it at once.
+RECHECK_S = (0.5, 1.5)
 
 
 @dataclass(frozen=True)
@@ -116,6 +121,8 @@ class AttemptRunner:
         self.rng = rng or random.Random()  # noqa: S311 - jitter, not security
         self._claims: MicroBatcher[AttemptRef, Claimed | None] = MicroBatcher(self._claim_batch)
         self._records: MicroBatcher[Sent | Throttled, Recorded] = MicroBatcher(self._record_batch)
+        # Attempts waiting for a slot of their subscription, oldest first.
+        self._parked: dict[str, list[asyncio.Future[None]]] = {}
 
     async def run(self, refs: Sequence[AttemptRef]) -> int:
         """Attempt each (delivery, attempt) that is still current; returns how many were sent.
@@ -245,13 +252,7 @@ class AttemptRunner:
     async def _attempt(self, claim: Claimed) -> Sent | Throttled:
         timeout_s = min(float(claim.timeout_s), self.settings.delivery_timeout_s)
         token = f"{claim.delivery_id}:{claim.attempt}"
-        admission = await self.limiter.acquire(
-            claim.subscription_id,
-            token,
-            max_in_flight=claim.max_in_flight,
-            rate_limit_per_s=claim.rate_limit_per_s,
-            lease_s=timeout_s + LEASE_MARGIN_S,
-        )
+        admission = await self._admit(claim, token, lease_s=timeout_s + LEASE_MARGIN_S)
         if not admission.admitted:
             THROTTLED.labels(limit=admission.limit or "unknown").inc()
             return Throttled(claim, admission.limit or "unknown", admission.retry_in_ms)
@@ -271,6 +272,7 @@ class AttemptRunner:
             result = await self.client.post(claim.url, body, headers, timeout_s=timeout_s)
         finally:
             await self.limiter.release(claim.subscription_id, token)
+            self._wake_one(claim.subscription_id)
         decision = decide(
             claim.attempt,
             AttemptResult(
@@ -287,6 +289,57 @@ class AttemptRunner:
         ).inc()
         ATTEMPT_DURATION.observe(result.duration_ms / 1000)
         return Sent(claim, started_at, result, decision)
+
+    async def _admit(self, claim: Claimed, token: str, *, lease_s: float) -> Admission:
+        """A slot of the subscription's max_in_flight and rate limit, waited for in this
+        process for up to PARK_LIMIT_S before the delivery is handed back to the queue.
+
+        A refused attempt parks until this process frees a slot of the same subscription
+        (or a jittered recheck, for slots freed by other workers): no SQL, no job, nothing
+        polled meanwhile. Parking holds no slot, so a hanging endpoint holds only its own.
+        """
+        deadline = time.monotonic() + PARK_LIMIT_S
+        while True:
+            admission = await self.limiter.acquire(
+                claim.subscription_id,
+                token,
+                max_in_flight=claim.max_in_flight,
+                rate_limit_per_s=claim.rate_limit_per_s,
+                lease_s=lease_s,
+            )
+            left = deadline - time.monotonic()
+            if admission.admitted or left <= 0:
+                return admission
+            if admission.limit == "rate_limit":
+                if admission.retry_in_ms / 1000 > left:
+                    return admission
+                await asyncio.sleep(admission.retry_in_ms / 1000)
+            else:
+                await self._park(claim.subscription_id, min(left, self.rng.uniform(*RECHECK_S)))
+
+    async def _park(self, subscription_id: str, timeout_s: float) -> None:
+        waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        parked = self._parked.setdefault(subscription_id, [])
+        parked.append(waiter)
+        try:
+            await asyncio.wait_for(waiter, timeout_s)
+        except TimeoutError:
+            pass
+        finally:
+            if not waiter.done():
+                waiter.cancel()
+            if waiter in parked:
+                parked.remove(waiter)
+            if not parked:
+                self._parked.pop(subscription_id, None)
+
+    def _wake_one(self, subscription_id: str) -> None:
+        parked = self._parked.get(subscription_id)
+        while parked:
+            waiter = parked.pop(0)
+            if not waiter.done():
+                waiter.set_result(None)
+                return
 
     async def _record_batch(self, outcomes: list[Sent | Throttled]) -> list[Recorded]:
         """One transaction for every attempt that finished at about the same time."""

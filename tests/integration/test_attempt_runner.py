@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import asyncio
+import itertools
+import time
 from collections.abc import AsyncIterator
 
 import pytest
 import sqlalchemy as sa
+from aiohttp import web
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from app.delivery.attempts import AttemptRunner
+from app.delivery.attempts import PARK_LIMIT_S, AttemptRunner
 from app.delivery.fanout import write_event
 from app.delivery.http_client import WebhookClient
 from app.delivery.isolation import SubscriptionLimiter
@@ -114,17 +118,32 @@ async def test_a_job_for_a_cancelled_delivery_does_nothing(
     assert receiver.at("/cancelled") == []
 
 
-async def test_rate_limit_postpones_the_excess_instead_of_failing_it(
+async def test_rate_limit_paces_attempts_in_the_worker(
     runner: AttemptRunner, engine: AsyncEngine, tenant_id: str, receiver: Receiver
 ) -> None:
-    ids = await _deliveries_to(engine, tenant_id, receiver.url("/limited"), 3, rate_limit_per_s=1)
+    ids = await _deliveries_to(engine, tenant_id, receiver.url("/paced"), 3, rate_limit_per_s=1)
+    assert await runner.run([(d, 1) for d in ids]) == 3
+    arrivals = sorted(r.at for r in receiver.at("/paced"))
+    assert len(arrivals) == 3
+    # One per second: each waited in the worker for its turn instead of failing.
+    assert all(later - earlier >= 0.9 for earlier, later in itertools.pairwise(arrivals))
+    assert [await _status(engine, d) for d in ids] == [("succeeded", 1)] * 3
+
+
+async def test_rate_limit_postpones_what_cannot_be_sent_soon_instead_of_failing_it(
+    runner: AttemptRunner, engine: AsyncEngine, tenant_id: str, receiver: Receiver
+) -> None:
+    count = int(PARK_LIMIT_S) + 4
+    ids = await _deliveries_to(
+        engine, tenant_id, receiver.url("/limited"), count, rate_limit_per_s=1
+    )
     sent = await runner.run([(d, 1) for d in ids])
-    assert sent == 1
-    assert len(receiver.at("/limited")) == 1
+    assert 0 < sent < count
+    assert len(receiver.at("/limited")) == sent
     statuses = [await _status(engine, d) for d in ids]
-    assert sorted(statuses) == [("pending", 0), ("pending", 0), ("succeeded", 1)]
+    assert sorted(statuses) == [("pending", 0)] * (count - sent) + [("succeeded", 1)] * sent
     # The postponed attempts are queued again (deferred), not dropped.
-    assert await runner.queue.zcard(QUEUE_NAME) == 2
+    assert await runner.queue.zcard(QUEUE_NAME) == count - sent
 
 
 async def test_max_in_flight_is_shared_through_redis(
@@ -146,3 +165,23 @@ async def test_max_in_flight_is_shared_through_redis(
     assert receiver.at("/narrow") == []
     await runner.limiter.release(sub_id, "elsewhere")
     assert await runner.run([(ids[0], 1)]) == 1
+
+
+async def test_an_attempt_refused_a_slot_waits_for_the_one_this_worker_frees(
+    runner: AttemptRunner, engine: AsyncEngine, tenant_id: str, receiver: Receiver
+) -> None:
+    async def slow(request: web.Request, nth: int) -> web.Response:
+        await asyncio.sleep(0.3)
+        return web.Response(status=204)
+
+    receiver.behaviours["/one-at-a-time"] = slow
+    ids = await _deliveries_to(
+        engine, tenant_id, receiver.url("/one-at-a-time"), 3, max_in_flight=1
+    )
+    started = time.monotonic()
+    assert await runner.run([(d, 1) for d in ids]) == 3
+    # Woken by each release, not by a recheck (0.5-1.5 s) or a requeue (1-3 s).
+    assert time.monotonic() - started < 0.3 * 3 + 0.45
+    arrivals = sorted(r.at for r in receiver.at("/one-at-a-time"))
+    assert all(later - earlier >= 0.29 for earlier, later in itertools.pairwise(arrivals))
+    assert await runner.queue.zcard(QUEUE_NAME) == 0
