@@ -8,11 +8,14 @@ from arq.connections import ArqRedis
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from app.delivery.fanout import EventDraft, Published, enqueue_published_batch, write_events
-from app.delivery.micro_batch import GroupCommit
+from app.delivery.micro_batch import GroupCommit, MicroBatcher
 
 # Batches stay small enough that one transaction is short (a few ms on PostgreSQL) and
 # large enough to carry every request of a busy moment.
 MAX_EVENTS_PER_COMMIT = 200
+# Committed events wait this long for company before their first attempts are enqueued:
+# a job costs a worker about as much as several attempts, so jobs should carry several.
+ENQUEUE_LINGER_S = 0.005
 
 
 class EventPublisher:
@@ -30,6 +33,9 @@ class EventPublisher:
         self._commits: GroupCommit[EventDraft, Published] = GroupCommit(
             self._write, max_size=MAX_EVENTS_PER_COMMIT, max_concurrent=4
         )
+        self._to_enqueue: MicroBatcher[Published, None] = MicroBatcher(
+            self._enqueue, max_size=MAX_EVENTS_PER_COMMIT, max_wait_s=ENQUEUE_LINGER_S
+        )
         self._enqueues: set[asyncio.Task[None]] = set()
 
     async def publish(self, draft: EventDraft) -> Published:
@@ -41,10 +47,17 @@ class EventPublisher:
             published = await write_events(conn, drafts)
         # After the commit and off the requests' path; should it never happen (process
         # stopped, Redis down), the sweeper finds the deliveries due and enqueues them.
-        task = asyncio.create_task(enqueue_published_batch(self._queue, published))
+        task = asyncio.create_task(self._enqueue_later(published))
         self._enqueues.add(task)
         task.add_done_callback(self._enqueues.discard)
         return published
+
+    async def _enqueue_later(self, published: list[Published]) -> None:
+        await asyncio.gather(*(self._to_enqueue.submit(p) for p in published))
+
+    async def _enqueue(self, published: list[Published]) -> list[None]:
+        await enqueue_published_batch(self._queue, published)
+        return [None] * len(published)
 
     async def aclose(self) -> None:
         await self._commits.drain()
