@@ -59,7 +59,16 @@ class EventPublisher:
         await enqueue_published_batch(self._queue, published)
         return [None] * len(published)
 
+    @property
+    def enqueues_pending(self) -> int:
+        """Batches committed whose first attempts are not yet handed to the queue."""
+        return len(self._enqueues)
+
+    async def enqueued(self) -> None:
+        """Wait until every committed event's first attempts have been handed to the queue."""
+        while self._enqueues:
+            await asyncio.gather(*list(self._enqueues), return_exceptions=True)
+
     async def aclose(self) -> None:
         await self._commits.drain()
-        if self._enqueues:
-            await asyncio.gather(*list(self._enqueues), return_exceptions=True)
+        await self.enqueued()

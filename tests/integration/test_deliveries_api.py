@@ -20,6 +20,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from app.clock import utcnow
 from app.delivery.replay import run_recover
+from app.http.resources import resources_of
 from app.ids import new_id
 from app.store.tables import attempts, audit_log, deliveries, replays
 from contracts.canonical import EXAMPLES
@@ -60,6 +61,13 @@ async def subscribe(client: Client, auth: dict[str, str], *patterns: str) -> str
 async def publish(client: Client, auth: dict[str, str], body: dict[str, Any] = ORDER) -> str:
     response = await client.post("/v1/events", json=body, headers=auth)
     assert response.status_code == 202, response.text
+    # Its first attempts are queued just after the 202 (the app runs on the client's own
+    # loop, so poll); tests that count jobs need them in.
+    publisher = resources_of(client.app.state).publisher
+    for _ in range(200):
+        if not publisher.enqueues_pending:
+            break
+        await asyncio.sleep(0.005)
     return str(response.json()["id"])
 
 
