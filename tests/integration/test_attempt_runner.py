@@ -118,6 +118,27 @@ async def test_a_job_for_a_cancelled_delivery_does_nothing(
     assert receiver.at("/cancelled") == []
 
 
+async def test_a_job_for_an_older_attempt_of_a_pending_delivery_leaves_it_claimable(
+    runner: AttemptRunner, engine: AsyncEngine, tenant_id: str, receiver: Receiver
+) -> None:
+    [delivery] = await _deliveries_to(engine, tenant_id, receiver.url("/retrying"), 1)
+    async with engine.begin() as conn:  # attempt 1 failed; attempt 2 is the next one
+        await conn.execute(
+            deliveries.update().where(deliveries.c.id == delivery).values(attempt_count=1)
+        )
+    assert await runner.run([(delivery, 1)]) == 0
+    assert receiver.at("/retrying") == []
+    async with engine.connect() as conn:
+        lease = (
+            await conn.execute(
+                sa.select(deliveries.c.lease_until).where(deliveries.c.id == delivery)
+            )
+        ).scalar_one()
+    assert lease is None  # the stale job did not hold the delivery back
+    assert await runner.run([(delivery, 2)]) == 1
+    assert await _status(engine, delivery) == ("succeeded", 2)
+
+
 async def test_rate_limit_paces_attempts_in_the_worker(
     runner: AttemptRunner, engine: AsyncEngine, tenant_id: str, receiver: Receiver
 ) -> None:
