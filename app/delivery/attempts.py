@@ -7,7 +7,7 @@ import logging
 import random
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -53,7 +53,14 @@ PARK_LIMIT_S = 4.0
 LEASE_MARGIN_S = PARK_LIMIT_S + 10.0
 # A parked attempt rechecks its subscription this often (seconds, jittered), for slots that
 # other worker processes free; slots freed in this process wake it at once.
-RECHECK_S = (0.5, 1.5)
+RECHECK_S = (0.2, 0.6)
+# A subscription whose oldest attempt in flight has run this long has slow slots: waiting
+# for one in the worker would hold capacity for seconds.
+SLOW_SLOTS_AFTER_S = 1.0
+# Deliveries sent back to the queue behind slow slots come back after the slots can free,
+# jittered by this much (seconds), and spread over at most MAX_SPREAD_S for a long queue.
+REQUEUE_JITTER_S = (0.5, 2.5)
+MAX_SPREAD_S = 600.0
 
 
 # Built once: the claim runs for every batch of attempts, and building the statements each
@@ -270,7 +277,9 @@ class AttemptRunner:
     async def _attempt(self, claim: Claimed) -> Sent | Throttled:
         timeout_s = min(float(claim.timeout_s), self.settings.delivery_timeout_s)
         token = f"{claim.delivery_id}:{claim.attempt}"
-        admission = await self._admit(claim, token, lease_s=timeout_s + LEASE_MARGIN_S)
+        admission = await self._admit(
+            claim, token, timeout_s=timeout_s, lease_s=timeout_s + LEASE_MARGIN_S
+        )
         if not admission.admitted:
             THROTTLED.labels(limit=admission.limit or "unknown").inc()
             return Throttled(claim, admission.limit or "unknown", admission.retry_in_ms)
@@ -308,13 +317,18 @@ class AttemptRunner:
         ATTEMPT_DURATION.observe(result.duration_ms / 1000)
         return Sent(claim, started_at, result, decision)
 
-    async def _admit(self, claim: Claimed, token: str, *, lease_s: float) -> Admission:
-        """A slot of the subscription's max_in_flight and rate limit, waited for in this
-        process for up to PARK_LIMIT_S before the delivery is handed back to the queue.
+    async def _admit(
+        self, claim: Claimed, token: str, *, timeout_s: float, lease_s: float
+    ) -> Admission:
+        """A slot of the subscription's max_in_flight and rate limit.
 
-        A refused attempt parks until this process frees a slot of the same subscription
-        (or a jittered recheck, for slots freed by other workers): no SQL, no job, nothing
-        polled meanwhile. Parking holds no slot, so a hanging endpoint holds only its own.
+        When the subscription's slots are turning over (its oldest attempt began moments
+        ago), a refused attempt parks in this process for up to PARK_LIMIT_S until a slot
+        frees: woken when this process frees one of that subscription, rechecking now and
+        then for slots other workers free; no SQL, no job, no slot held meanwhile. When its
+        slots are held by slow attempts (a hanging endpoint), the delivery goes back to the
+        queue until the oldest of them must have ended (its timeout), so a backlog behind a
+        hanging endpoint is not polled and holds no worker capacity meanwhile.
         """
         deadline = time.monotonic() + PARK_LIMIT_S
         while True:
@@ -326,14 +340,39 @@ class AttemptRunner:
                 lease_s=lease_s,
             )
             left = deadline - time.monotonic()
-            if admission.admitted or left <= 0:
+            if admission.admitted:
                 return admission
             if admission.limit == "rate_limit":
                 if admission.retry_in_ms / 1000 > left:
                     return admission
                 await asyncio.sleep(admission.retry_in_ms / 1000)
-            else:
-                await self._park(claim.subscription_id, min(left, self.rng.uniform(*RECHECK_S)))
+                continue
+            oldest_s = (admission.oldest_in_flight_ms or 0) / 1000
+            if oldest_s >= SLOW_SLOTS_AFTER_S:
+                return replace(admission, retry_in_ms=self._behind_slow_slots_ms(claim, admission))
+            if left <= 0:
+                return admission
+            await self._park(claim.subscription_id, min(left, self.rng.uniform(*RECHECK_S)))
+
+    def _behind_slow_slots_ms(self, claim: Claimed, admission: Admission) -> int:
+        """When to try again behind slots held by slow attempts.
+
+        Not before the oldest of them must have ended (its timeout), and spread over the
+        time the subscription needs to work through everyone waiting for it, at
+        max_in_flight attempts per attempt duration: of a thousand deliveries behind a
+        hanging endpoint, about max_in_flight come back each time slots can free, instead
+        of all of them at once.
+        """
+        timeout_s = min(float(claim.timeout_s), self.settings.delivery_timeout_s)
+        oldest_s = (admission.oldest_in_flight_ms or 0) / 1000
+        per_attempt_s = min(oldest_s, timeout_s)
+        drain_s = admission.waiting * per_attempt_s / max(claim.max_in_flight, 1)
+        wait_s = (
+            max(timeout_s - oldest_s, 0.0)
+            + self.rng.uniform(*REQUEUE_JITTER_S)
+            + self.rng.uniform(0.0, min(drain_s, MAX_SPREAD_S))
+        )
+        return int(wait_s * 1000)
 
     async def _park(self, subscription_id: str, timeout_s: float) -> None:
         waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()

@@ -15,21 +15,34 @@ from redis.asyncio import Redis
 
 from app.delivery.micro_batch import GroupCommit
 
-# Several admissions in one call: KEYS are (in-flight, rate) pairs and ARGV quadruples of
-# (lease ms, max in flight, rate per s, token), one per attempt, checked in order.
+# A refused attempt counts as waiting for its subscription this long (or until admitted).
+_WAITING_MS = 15 * 60 * 1000
+
+# Several admissions in one call: KEYS are (in-flight, rate, waiting) triples and ARGV
+# quadruples of (lease ms, max in flight, rate per s, token), one per attempt, in order.
+# Returns (code, wait ms or age of the oldest attempt in flight, attempts waiting) each.
 _ACQUIRE_MANY = """
 local now = redis.call('TIME')
 local now_ms = tonumber(now[1]) * 1000 + math.floor(tonumber(now[2]) / 1000)
 local out = {}
-for i = 1, #KEYS / 2 do
-  local inflight_key, rate_key = KEYS[2 * i - 1], KEYS[2 * i]
+for i = 1, #KEYS / 3 do
+  local inflight_key, rate_key, waiting_key = KEYS[3 * i - 2], KEYS[3 * i - 1], KEYS[3 * i]
   local lease_ms = tonumber(ARGV[4 * i - 3])
   local max_in_flight = tonumber(ARGV[4 * i - 2])
   local rate = tonumber(ARGV[4 * i - 1])
-  local code, wait = 0, 0
+  local token = ARGV[4 * i]
+  local code, wait, waiting = 0, 0, 0
   redis.call('ZREMRANGEBYSCORE', inflight_key, '-inf', now_ms)
   if redis.call('ZCARD', inflight_key) >= max_in_flight then
-    code = 1
+    -- Full: say how long the oldest attempt has been running (its lease began lease_ms
+    -- before its score), so the caller can tell slots turning over from slots held, and
+    -- how many attempts were refused lately, so it can spread their returns.
+    local oldest = redis.call('ZRANGE', inflight_key, 0, 0, 'WITHSCORES')
+    code, wait = 1, math.max(now_ms - (tonumber(oldest[2]) - lease_ms), 0)
+    redis.call('ZADD', waiting_key, now_ms, token)
+    redis.call('ZREMRANGEBYSCORE', waiting_key, '-inf', now_ms - WAITING_MS)
+    redis.call('PEXPIRE', waiting_key, WAITING_MS)
+    waiting = redis.call('ZCARD', waiting_key)
   elseif rate > 0 then
     -- GCRA: allow a burst of one second's worth, then one every 1000/rate ms.
     local interval = 1000 / rate
@@ -43,14 +56,16 @@ for i = 1, #KEYS / 2 do
     end
   end
   if code == 0 then
-    redis.call('ZADD', inflight_key, now_ms + lease_ms, ARGV[4 * i])
+    redis.call('ZADD', inflight_key, now_ms + lease_ms, token)
     redis.call('PEXPIRE', inflight_key, lease_ms + 1000)
+    redis.call('ZREM', waiting_key, token)
   end
-  out[2 * i - 1] = code
-  out[2 * i] = wait
+  out[3 * i - 2] = code
+  out[3 * i - 1] = wait
+  out[3 * i] = waiting
 end
 return out
-"""
+""".replace("WAITING_MS", str(_WAITING_MS))
 
 # KEYS are in-flight sets, ARGV the tokens to remove from them, pairwise.
 _RELEASE_MANY = """
@@ -70,6 +85,10 @@ class Admission:
     admitted: bool
     limit: str | None  # "max_in_flight" or "rate_limit" when not admitted
     retry_in_ms: int
+    # With "max_in_flight": how long the subscription's oldest attempt has been running,
+    # and how many of its attempts were refused a slot in the last 15 minutes.
+    oldest_in_flight_ms: int | None = None
+    waiting: int = 0
 
 
 @dataclass(frozen=True)
@@ -98,7 +117,11 @@ class SubscriptionLimiter:
 
     @staticmethod
     def _keys(subscription_id: str) -> list[str]:
-        return [f"pwbi:inflight:{subscription_id}", f"pwbi:rate:{subscription_id}"]
+        return [
+            f"pwbi:inflight:{subscription_id}",
+            f"pwbi:rate:{subscription_id}",
+            f"pwbi:waiting:{subscription_id}",
+        ]
 
     async def acquire(
         self,
@@ -123,7 +146,10 @@ class SubscriptionLimiter:
             keys.extend(self._keys(r.subscription_id))
             args.extend([int(r.lease_s * 1000), r.max_in_flight, r.rate_limit_per_s or 0, r.token])
         flat = await self._acquire_many(keys=keys, args=args)
-        return [_admission(int(flat[2 * i]), int(flat[2 * i + 1])) for i in range(len(requests))]
+        return [
+            _admission(int(flat[3 * i]), int(flat[3 * i + 1]), int(flat[3 * i + 2]))
+            for i in range(len(requests))
+        ]
 
     async def _release_batch(self, items: list[tuple[str, str]]) -> list[None]:
         await self._release_many(
@@ -133,7 +159,7 @@ class SubscriptionLimiter:
         return [None] * len(items)
 
 
-def _admission(code: int, wait_ms: int) -> Admission:
+def _admission(code: int, wait_ms: int, waiting: int) -> Admission:
     if code == 0:
         return Admission(admitted=True, limit=None, retry_in_ms=0)
     if code == 2:
@@ -143,4 +169,10 @@ def _admission(code: int, wait_ms: int) -> Admission:
     # until the timeout). Waiting a jittered 1-3 s keeps the deliveries queued behind a
     # full subscription from polling so often that they crowd out everyone else's.
     wait = random.randint(*_IN_FLIGHT_RETRY_MS)  # noqa: S311 - jitter, not security
-    return Admission(admitted=False, limit="max_in_flight", retry_in_ms=wait)
+    return Admission(
+        admitted=False,
+        limit="max_in_flight",
+        retry_in_ms=wait,
+        oldest_in_flight_ms=wait_ms,
+        waiting=waiting,
+    )

@@ -6,6 +6,7 @@ import asyncio
 import itertools
 import time
 from collections.abc import AsyncIterator
+from datetime import UTC, datetime
 
 import pytest
 import sqlalchemy as sa
@@ -206,3 +207,40 @@ async def test_an_attempt_refused_a_slot_waits_for_the_one_this_worker_frees(
     arrivals = sorted(r.at for r in receiver.at("/one-at-a-time"))
     assert all(later - earlier >= 0.29 for earlier, later in itertools.pairwise(arrivals))
     assert await runner.queue.zcard(QUEUE_NAME) == 0
+
+
+async def test_behind_slow_slots_a_delivery_goes_back_to_the_queue_until_they_time_out(
+    runner: AttemptRunner, engine: AsyncEngine, tenant_id: str, receiver: Receiver
+) -> None:
+    [delivery] = await _deliveries_to(
+        engine, tenant_id, receiver.url("/stuck"), 1, max_in_flight=1, timeout_s=3
+    )
+    async with engine.connect() as conn:
+        sub_id = (
+            await conn.execute(
+                sa.select(deliveries.c.subscription_id).where(deliveries.c.id == delivery)
+            )
+        ).scalar_one()
+    # Another worker's attempt has held the only slot for over a second: a slow endpoint.
+    held = await runner.limiter.acquire(
+        sub_id, "elsewhere", max_in_flight=1, rate_limit_per_s=None, lease_s=3 + 14
+    )
+    assert held.admitted
+    await asyncio.sleep(1.2)
+    started = time.monotonic()
+    assert await runner.run([(delivery, 1)]) == 0
+    assert time.monotonic() - started < 1.0  # not parked in the worker
+    async with engine.connect() as conn:
+        row = (
+            await conn.execute(
+                sa.select(deliveries.c.next_attempt_at, deliveries.c.lease_until).where(
+                    deliveries.c.id == delivery
+                )
+            )
+        ).one()
+    assert row.lease_until is None
+    due_in = (row.next_attempt_at.replace(tzinfo=UTC) - datetime.now(UTC)).total_seconds()
+    # Back when the slow attempt must have timed out (3 s after it began, 1.8 s from now),
+    # plus jitter (0.5-2.5 s) and a spread over the queue ahead (one waiter, ~1.2 s each).
+    assert 1.8 + 0.5 - 0.3 < due_in < 1.8 + 2.5 + 1.2 + 0.3
+    assert await runner.queue.zcard(QUEUE_NAME) == 1

@@ -72,3 +72,30 @@ async def test_a_slot_held_by_a_dead_worker_frees_itself_when_its_lease_ends(
     await asyncio.sleep(0.3)  # never released: the lease runs out instead
     later = await limiter.acquire("sub_d", "t3", max_in_flight=1, rate_limit_per_s=None, lease_s=30)
     assert later.admitted
+
+
+async def test_a_full_subscription_says_how_long_its_oldest_attempt_has_run_and_who_waits(
+    redis: ArqRedis,
+) -> None:
+    limiter = SubscriptionLimiter(redis)
+    held = await limiter.acquire(
+        "sub_s", "slow", max_in_flight=1, rate_limit_per_s=None, lease_s=30
+    )
+    assert held.admitted
+    await asyncio.sleep(0.25)
+    refused = [
+        await limiter.acquire("sub_s", f"w{i}", max_in_flight=1, rate_limit_per_s=None, lease_s=30)
+        for i in range(3)
+    ]
+    assert [a.waiting for a in refused] == [1, 2, 3]
+    assert all((a.oldest_in_flight_ms or 0) >= 250 for a in refused)
+    # Refused again, the same attempt is not counted twice; admitted, it waits no more.
+    again = await limiter.acquire("sub_s", "w0", max_in_flight=1, rate_limit_per_s=None, lease_s=30)
+    assert again.waiting == 3
+    await limiter.release("sub_s", "slow")
+    admitted = await limiter.acquire(
+        "sub_s", "w0", max_in_flight=1, rate_limit_per_s=None, lease_s=30
+    )
+    assert admitted.admitted
+    after = await limiter.acquire("sub_s", "w1", max_in_flight=1, rate_limit_per_s=None, lease_s=30)
+    assert after.waiting == 2
