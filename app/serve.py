@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import uvicorn
 
+from app.gc_tuning import tune_gc
 from app.log_config import configure_logging
 from app.settings import Settings
 
 
 def serve(settings: Settings, *, workers: int = 1) -> None:
     configure_logging(settings.log_level, settings.log_format)
+    tune_gc()  # in this process; a worker process started by `workers > 1` keeps the defaults
     uvicorn.run(
         "app.http.app:create_app",
         factory=True,

@@ -7,6 +7,7 @@ import sys
 
 from arq.worker import create_worker
 
+from app.gc_tuning import tune_gc
 from app.log_config import configure_logging
 from app.settings import Settings
 from workers.main import WorkerSettings, worker_redis_settings
@@ -23,6 +24,7 @@ def run_worker(settings: Settings) -> None:
         WorkerSettings,  # type: ignore[arg-type]
         redis_settings=worker_redis_settings(settings.redis_url),
     )
+    tune_gc()
     worker.run()
 
 
