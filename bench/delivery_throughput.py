@@ -196,7 +196,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--deliveries", type=int, default=3000)
+    parser.add_argument("--deliveries", type=int, default=10000)
     parser.add_argument("--subscriptions", type=int, default=1, help="each event matches all")
     parser.add_argument("--max-in-flight", type=int, default=100, help="per subscription (1-100)")
     parser.add_argument("--workers", type=int, default=2)
