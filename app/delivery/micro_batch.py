@@ -91,6 +91,7 @@ class GroupCommit(Generic[T, R]):
         self._max_concurrent = max_concurrent
         self._pending: list[tuple[T, asyncio.Future[R]]] = []
         self._running: set[asyncio.Task[None]] = set()
+        self._not_yet_taken = 0  # tasks started that have not taken their batch yet
 
     async def submit(self, item: T) -> R:
         future: asyncio.Future[R] = asyncio.get_running_loop().create_future()
@@ -99,20 +100,23 @@ class GroupCommit(Generic[T, R]):
         return await future
 
     def _start(self) -> None:
-        while self._pending and len(self._running) < self._max_concurrent:
-            # The batch is taken when the task first runs, so whatever else arrives in this
-            # turn of the event loop joins it.
+        # The batch is taken when the task first runs, so whatever else arrives in this
+        # turn of the event loop joins it; no more tasks than the pending items need.
+        while (
+            len(self._running) < self._max_concurrent
+            and self._not_yet_taken * self._max_size < len(self._pending)
+        ):
+            self._not_yet_taken += 1
             task = asyncio.create_task(self._run())
             self._running.add(task)
             task.add_done_callback(self._finished)
-            if len(self._running) >= len(self._pending):
-                break
 
     def _finished(self, task: asyncio.Task[None]) -> None:
         self._running.discard(task)
         self._start()
 
     async def _run(self) -> None:
+        self._not_yet_taken -= 1
         batch = self._pending[: self._max_size]
         del self._pending[: self._max_size]
         batch = [(item, future) for item, future in batch if not future.done()]
