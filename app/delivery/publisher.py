@@ -31,7 +31,7 @@ class EventPublisher:
         self._engine = engine
         self._queue = queue
         self._commits: GroupCommit[EventDraft, Published] = GroupCommit(
-            self._write, max_size=MAX_EVENTS_PER_COMMIT, max_concurrent=4
+            self._write, max_size=MAX_EVENTS_PER_COMMIT, max_concurrent=8
         )
         self._to_enqueue: MicroBatcher[Published, None] = MicroBatcher(
             self._enqueue, max_size=MAX_EVENTS_PER_COMMIT, max_wait_s=ENQUEUE_LINGER_S
