@@ -102,14 +102,16 @@ class GroupCommit(Generic[T, R]):
     def _start(self) -> None:
         # The batch is taken when the task first runs, so whatever else arrives in this
         # turn of the event loop joins it; no more tasks than the pending items need.
-        while (
-            len(self._running) < self._max_concurrent
-            and self._not_yet_taken * self._max_size < len(self._pending)
-        ):
+        while self._needs_another_task():
             self._not_yet_taken += 1
             task = asyncio.create_task(self._run())
             self._running.add(task)
             task.add_done_callback(self._finished)
+
+    def _needs_another_task(self) -> bool:
+        if len(self._running) >= self._max_concurrent:
+            return False
+        return self._not_yet_taken * self._max_size < len(self._pending)
 
     def _finished(self, task: asyncio.Task[None]) -> None:
         self._running.discard(task)
