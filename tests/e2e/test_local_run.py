@@ -7,6 +7,7 @@ import re
 import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -30,6 +31,12 @@ def _read_until_token(process: subprocess.Popen[str], deadline: float) -> tuple[
     raise AssertionError("no token printed:\n" + "".join(seen))
 
 
+def _drain(process: subprocess.Popen[str], into: list[str]) -> None:
+    assert process.stdout is not None
+    for line in process.stdout:
+        into.append(line)
+
+
 def test_run_starts_everything_prints_a_working_token_and_stops_on_ctrl_c(
     tmp_path: Path,
 ) -> None:
@@ -49,8 +56,11 @@ def test_run_starts_everything_prints_a_working_token_and_stops_on_ctrl_c(
         stderr=subprocess.STDOUT,
         text=True,
     )
+    later_output: list[str] = []
     try:
         token, output = _read_until_token(process, started + 60)
+        # Keep reading: the children log to this pipe, and a full pipe would block them.
+        threading.Thread(target=_drain, args=(process, later_output), daemon=True).start()
         assert f"http://127.0.0.1:{port}" in output
         base = f"http://127.0.0.1:{port}"
         assert httpx.get(f"{base}/readyz").status_code == 200
@@ -93,10 +103,13 @@ def test_run_starts_everything_prints_a_working_token_and_stops_on_ctrl_c(
         process.send_signal(signal.SIGINT)
         try:
             process.wait(timeout=40)
-        finally:
-            if process.poll() is None:
-                process.kill()
-    assert process.returncode == 0
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+            tail = "".join(later_output[-60:])
+            message = f"still running 40 s after Ctrl-C; its last output:\n{tail}"
+            raise AssertionError(message) from None
+    assert process.returncode == 0, "".join(later_output[-60:])
     # Every child is gone: nothing answers on either port any more.
     for gone in (port, metrics_port):
         try:
