@@ -110,6 +110,9 @@ def run_everything(settings: Settings) -> int:
         raise KeyboardInterrupt
 
     signal.signal(signal.SIGTERM, on_signal)
+    # Ctrl-C must stop everything even when started from a shell that ignores SIGINT for
+    # its background jobs (Python then keeps SIGINT ignored instead of raising on it).
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     try:
         url = settings.base_url()
         if not _wait_ready(url, children):
