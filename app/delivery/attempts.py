@@ -7,7 +7,7 @@ import logging
 import random
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -17,9 +17,10 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from app import __version__
 from app.clock import utcnow
+from app.delivery.admission import PARK_LIMIT_S, SlotWaiter
 from app.delivery.fanout import Published, enqueue_published, write_event
 from app.delivery.http_client import PostResult, WebhookClient
-from app.delivery.isolation import Admission, SubscriptionLimiter
+from app.delivery.isolation import SubscriptionLimiter
 from app.delivery.jobs import AttemptRef, enqueue_attempt
 from app.delivery.micro_batch import MicroBatcher
 from app.delivery.policy import AttemptResult, Decision, decide
@@ -49,18 +50,7 @@ RESPONSE_BODY_LIMIT = 4096
 DISABLE_MIN_CONSECUTIVE_FAILURES = 5
 # The lease outlives waiting for a slot plus the attempt's own timeout, so a live worker
 # never loses its claim.
-PARK_LIMIT_S = 4.0
 LEASE_MARGIN_S = PARK_LIMIT_S + 10.0
-# A parked attempt rechecks its subscription this often (seconds, jittered), for slots that
-# other worker processes free; slots freed in this process wake it at once.
-RECHECK_S = (0.2, 0.6)
-# A subscription whose oldest attempt in flight has run this long has slow slots: waiting
-# for one in the worker would hold capacity for seconds.
-SLOW_SLOTS_AFTER_S = 1.0
-# Deliveries sent back to the queue behind slow slots come back after the slots can free,
-# jittered by this much (seconds), and spread over at most MAX_SPREAD_S for a long queue.
-REQUEUE_JITTER_S = (0.5, 2.5)
-MAX_SPREAD_S = 600.0
 
 
 # Built once: the claim runs for every batch of attempts, and building the statements each
@@ -174,8 +164,7 @@ class AttemptRunner:
         self.rng = rng or random.Random()  # noqa: S311 - jitter, not security
         self._claims: MicroBatcher[AttemptRef, Claimed | None] = MicroBatcher(self._claim_batch)
         self._records: MicroBatcher[Sent | Throttled, Recorded] = MicroBatcher(self._record_batch)
-        # Attempts waiting for a slot of their subscription, oldest first.
-        self._parked: dict[str, list[asyncio.Future[None]]] = {}
+        self.slots = SlotWaiter(limiter, self.rng)
 
     async def run(self, refs: Sequence[AttemptRef]) -> int:
         """Attempt each (delivery, attempt) that is still current; returns how many were sent.
@@ -277,8 +266,13 @@ class AttemptRunner:
     async def _attempt(self, claim: Claimed) -> Sent | Throttled:
         timeout_s = min(float(claim.timeout_s), self.settings.delivery_timeout_s)
         token = f"{claim.delivery_id}:{claim.attempt}"
-        admission = await self._admit(
-            claim, token, timeout_s=timeout_s, lease_s=timeout_s + LEASE_MARGIN_S
+        admission = await self.slots.admit(
+            claim.subscription_id,
+            token,
+            max_in_flight=claim.max_in_flight,
+            rate_limit_per_s=claim.rate_limit_per_s,
+            timeout_s=timeout_s,
+            lease_s=timeout_s + LEASE_MARGIN_S,
         )
         if not admission.admitted:
             THROTTLED.labels(limit=admission.limit or "unknown").inc()
@@ -298,8 +292,7 @@ class AttemptRunner:
             }
             result = await self.client.post(claim.url, body, headers, timeout_s=timeout_s)
         finally:
-            await self.limiter.release(claim.subscription_id, token)
-            self._wake_one(claim.subscription_id)
+            await self.slots.release(claim.subscription_id, token)
         decision = decide(
             claim.attempt,
             AttemptResult(
@@ -316,87 +309,6 @@ class AttemptRunner:
         ).inc()
         ATTEMPT_DURATION.observe(result.duration_ms / 1000)
         return Sent(claim, started_at, result, decision)
-
-    async def _admit(
-        self, claim: Claimed, token: str, *, timeout_s: float, lease_s: float
-    ) -> Admission:
-        """A slot of the subscription's max_in_flight and rate limit.
-
-        When the subscription's slots are turning over (its oldest attempt began moments
-        ago), a refused attempt parks in this process for up to PARK_LIMIT_S until a slot
-        frees: woken when this process frees one of that subscription, rechecking now and
-        then for slots other workers free; no SQL, no job, no slot held meanwhile. When its
-        slots are held by slow attempts (a hanging endpoint), the delivery goes back to the
-        queue until the oldest of them must have ended (its timeout), so a backlog behind a
-        hanging endpoint is not polled and holds no worker capacity meanwhile.
-        """
-        deadline = time.monotonic() + PARK_LIMIT_S
-        while True:
-            admission = await self.limiter.acquire(
-                claim.subscription_id,
-                token,
-                max_in_flight=claim.max_in_flight,
-                rate_limit_per_s=claim.rate_limit_per_s,
-                lease_s=lease_s,
-            )
-            left = deadline - time.monotonic()
-            if admission.admitted:
-                return admission
-            if admission.limit == "rate_limit":
-                if admission.retry_in_ms / 1000 > left:
-                    return admission
-                await asyncio.sleep(admission.retry_in_ms / 1000)
-                continue
-            oldest_s = (admission.oldest_in_flight_ms or 0) / 1000
-            if oldest_s >= SLOW_SLOTS_AFTER_S:
-                return replace(admission, retry_in_ms=self._behind_slow_slots_ms(claim, admission))
-            if left <= 0:
-                return admission
-            await self._park(claim.subscription_id, min(left, self.rng.uniform(*RECHECK_S)))
-
-    def _behind_slow_slots_ms(self, claim: Claimed, admission: Admission) -> int:
-        """When to try again behind slots held by slow attempts.
-
-        Not before the oldest of them must have ended (its timeout), and spread over the
-        time the subscription needs to work through everyone waiting for it, at
-        max_in_flight attempts per attempt duration: of a thousand deliveries behind a
-        hanging endpoint, about max_in_flight come back each time slots can free, instead
-        of all of them at once.
-        """
-        timeout_s = min(float(claim.timeout_s), self.settings.delivery_timeout_s)
-        oldest_s = (admission.oldest_in_flight_ms or 0) / 1000
-        per_attempt_s = min(oldest_s, timeout_s)
-        drain_s = admission.waiting * per_attempt_s / max(claim.max_in_flight, 1)
-        wait_s = (
-            max(timeout_s - oldest_s, 0.0)
-            + self.rng.uniform(*REQUEUE_JITTER_S)
-            + self.rng.uniform(0.0, min(drain_s, MAX_SPREAD_S))
-        )
-        return int(wait_s * 1000)
-
-    async def _park(self, subscription_id: str, timeout_s: float) -> None:
-        waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        parked = self._parked.setdefault(subscription_id, [])
-        parked.append(waiter)
-        try:
-            await asyncio.wait_for(waiter, timeout_s)
-        except TimeoutError:
-            pass
-        finally:
-            if not waiter.done():
-                waiter.cancel()
-            if waiter in parked:
-                parked.remove(waiter)
-            if not parked:
-                self._parked.pop(subscription_id, None)
-
-    def _wake_one(self, subscription_id: str) -> None:
-        parked = self._parked.get(subscription_id)
-        while parked:
-            waiter = parked.pop(0)
-            if not waiter.done():
-                waiter.set_result(None)
-                return
 
     async def _record_batch(self, outcomes: list[Sent | Throttled]) -> list[Recorded]:
         """One transaction for every attempt that finished at about the same time."""

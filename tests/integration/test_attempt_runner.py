@@ -13,7 +13,8 @@ import sqlalchemy as sa
 from aiohttp import web
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from app.delivery.attempts import PARK_LIMIT_S, AttemptRunner
+from app.delivery.admission import PARK_LIMIT_S
+from app.delivery.attempts import AttemptRunner
 from app.delivery.fanout import write_event
 from app.delivery.http_client import WebhookClient
 from app.delivery.isolation import SubscriptionLimiter
