@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 import sqlalchemy as sa
+from arq.connections import ArqRedis
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 from litestar import Litestar
@@ -24,6 +25,7 @@ from app.store.migrate import upgrade_to_head
 from app.store.tables import metadata
 from app.store.tenants import create_tenant
 from tests import backends
+from workers.queue import queue_connection
 
 HS_KID = "test-hs"
 HS_SECRET = "test-secret-0123456789-0123456789-abcdef"
@@ -219,3 +221,12 @@ def _no_proxy_env(monkeypatch: pytest.MonkeyPatch) -> None:
 @pytest.fixture
 def auth_token(tenant_id: str, make_token: TokenFactory) -> str:
     return make_token(tenant_id)
+
+
+@pytest.fixture
+async def queue(redis_url: str) -> AsyncIterator[ArqRedis]:
+    """The job queue the app uses, emptied first so job counts mean this test's jobs."""
+    connection = queue_connection(redis_url)
+    await connection.flushdb()
+    yield connection
+    await connection.aclose()

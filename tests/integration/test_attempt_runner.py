@@ -7,6 +7,7 @@ import itertools
 import time
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
+from typing import Any
 
 import pytest
 import sqlalchemy as sa
@@ -82,15 +83,14 @@ async def _deliveries_to(
     return ids
 
 
-async def _status(engine: AsyncEngine, delivery_id: str) -> tuple[str, int]:
+async def _delivery(engine: AsyncEngine, delivery_id: str) -> Any:
     async with engine.connect() as conn:
-        row = (
-            await conn.execute(
-                sa.select(deliveries.c.status, deliveries.c.attempt_count).where(
-                    deliveries.c.id == delivery_id
-                )
-            )
-        ).one()
+        query = sa.select(deliveries).where(deliveries.c.id == delivery_id)
+        return (await conn.execute(query)).one()
+
+
+async def _status(engine: AsyncEngine, delivery_id: str) -> tuple[str, int]:
+    row = await _delivery(engine, delivery_id)
     return row.status, row.attempt_count
 
 
@@ -130,13 +130,8 @@ async def test_a_job_for_an_older_attempt_of_a_pending_delivery_leaves_it_claima
         )
     assert await runner.run([(delivery, 1)]) == 0
     assert receiver.at("/retrying") == []
-    async with engine.connect() as conn:
-        lease = (
-            await conn.execute(
-                sa.select(deliveries.c.lease_until).where(deliveries.c.id == delivery)
-            )
-        ).scalar_one()
-    assert lease is None  # the stale job did not hold the delivery back
+    # The stale job did not hold the delivery back.
+    assert (await _delivery(engine, delivery)).lease_until is None
     assert await runner.run([(delivery, 2)]) == 1
     assert await _status(engine, delivery) == ("succeeded", 2)
 
@@ -173,12 +168,7 @@ async def test_max_in_flight_is_shared_through_redis(
     runner: AttemptRunner, engine: AsyncEngine, tenant_id: str, receiver: Receiver
 ) -> None:
     ids = await _deliveries_to(engine, tenant_id, receiver.url("/narrow"), 2, max_in_flight=1)
-    async with engine.connect() as conn:
-        sub_id = (
-            await conn.execute(
-                sa.select(deliveries.c.subscription_id).where(deliveries.c.id == ids[0])
-            )
-        ).scalar_one()
+    sub_id = (await _delivery(engine, ids[0])).subscription_id
     # Another worker holds the only slot.
     admission = await runner.limiter.acquire(
         sub_id, "elsewhere", max_in_flight=1, rate_limit_per_s=None, lease_s=30
@@ -216,12 +206,7 @@ async def test_behind_slow_slots_a_delivery_goes_back_to_the_queue_until_they_ti
     [delivery] = await _deliveries_to(
         engine, tenant_id, receiver.url("/stuck"), 1, max_in_flight=1, timeout_s=3
     )
-    async with engine.connect() as conn:
-        sub_id = (
-            await conn.execute(
-                sa.select(deliveries.c.subscription_id).where(deliveries.c.id == delivery)
-            )
-        ).scalar_one()
+    sub_id = (await _delivery(engine, delivery)).subscription_id
     # Another worker's attempt has held the only slot for over a second: a slow endpoint.
     held = await runner.limiter.acquire(
         sub_id, "elsewhere", max_in_flight=1, rate_limit_per_s=None, lease_s=3 + 14
@@ -231,14 +216,7 @@ async def test_behind_slow_slots_a_delivery_goes_back_to_the_queue_until_they_ti
     started = time.monotonic()
     assert await runner.run([(delivery, 1)]) == 0
     assert time.monotonic() - started < 1.0  # not parked in the worker
-    async with engine.connect() as conn:
-        row = (
-            await conn.execute(
-                sa.select(deliveries.c.next_attempt_at, deliveries.c.lease_until).where(
-                    deliveries.c.id == delivery
-                )
-            )
-        ).one()
+    row = await _delivery(engine, delivery)
     assert row.lease_until is None
     due_in = (row.next_attempt_at.replace(tzinfo=UTC) - datetime.now(UTC)).total_seconds()
     # Back when the slow attempt must have timed out (3 s after it began, 1.8 s from now),

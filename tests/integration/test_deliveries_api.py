@@ -6,7 +6,6 @@ No worker runs here: deliveries stay `pending` unless a test sets rows directly.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
 
@@ -25,7 +24,7 @@ from app.ids import new_id
 from app.store.tables import attempts, audit_log, deliveries, replays
 from contracts.canonical import EXAMPLES
 from tests.conftest import TokenFactory
-from workers.queue import QUEUE_NAME, deserialize_job, queue_connection
+from workers.queue import QUEUE_NAME, deserialize_job
 
 Client = AsyncTestClient[Litestar]
 ORDER = EXAMPLES["order.created"]
@@ -35,15 +34,6 @@ PROBLEM_JSON = "application/problem+json"
 
 
 # --- helpers -----------------------------------------------------------------------------
-
-
-@pytest.fixture
-async def queue(redis_url: str) -> AsyncIterator[ArqRedis]:
-    """The job queue the app uses, emptied first so job counts mean this test's jobs."""
-    connection = queue_connection(redis_url)
-    await connection.flushdb()
-    yield connection
-    await connection.aclose()
 
 
 def bearer(token: str) -> dict[str, str]:

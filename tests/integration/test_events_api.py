@@ -7,6 +7,7 @@ from typing import Any
 
 import pytest
 import sqlalchemy as sa
+from arq.connections import ArqRedis
 from arq.constants import job_key_prefix
 from litestar import Litestar
 from litestar.testing import AsyncTestClient
@@ -16,7 +17,7 @@ from app.store.tables import deliveries, events, subscription_patterns
 from contracts.canonical import EXAMPLES
 from contracts.event_types import EVENT_TYPES, pattern_matches, patterns_matching
 from tests.conftest import TokenFactory
-from workers.queue import QUEUE_NAME, deserialize_job, queue_connection
+from workers.queue import QUEUE_NAME, deserialize_job
 
 Client = AsyncTestClient[Litestar]
 ORDER = EXAMPLES["order.created"]
@@ -230,12 +231,10 @@ async def test_concurrent_publishes_each_get_their_own_matching_deliveries(
     other_tenant_id: str,
     make_token: TokenFactory,
     engine: AsyncEngine,
-    redis_url: str,
+    queue: ArqRedis,
 ) -> None:
     """Publishes that share a transaction still match per tenant and type, and every
     delivery they wrote is queued, in fewer jobs than deliveries."""
-    queue = queue_connection(redis_url)
-    await queue.flushdb()
     orders = await subscribe(client, auth, "order.*")
     everything = await subscribe(client, auth, "*")
     other_auth = {"Authorization": f"Bearer {make_token(other_tenant_id)}"}
@@ -290,4 +289,3 @@ async def test_concurrent_publishes_each_get_their_own_matching_deliveries(
         await asyncio.sleep(0.05)
     assert found == all_deliveries
     assert jobs < len(all_deliveries)
-    await queue.aclose()

@@ -3,27 +3,16 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
 
-import pytest
 from arq.connections import ArqRedis
 
 from app.delivery.isolation import SubscriptionLimiter
-from workers.queue import queue_connection
-
-
-@pytest.fixture
-async def redis(redis_url: str) -> AsyncIterator[ArqRedis]:
-    connection = queue_connection(redis_url)
-    await connection.flushdb()
-    yield connection
-    await connection.aclose()
 
 
 async def test_attempts_admitted_together_respect_each_subscriptions_cap(
-    redis: ArqRedis,
+    queue: ArqRedis,
 ) -> None:
-    limiter = SubscriptionLimiter(redis)
+    limiter = SubscriptionLimiter(queue)
     asks = [("sub_a", f"a{i}", 2) for i in range(4)] + [("sub_b", "b0", 1), ("sub_b", "b1", 1)]
     admissions = await asyncio.gather(
         *(
@@ -45,8 +34,8 @@ async def test_attempts_admitted_together_respect_each_subscriptions_cap(
     assert not full.admitted
 
 
-async def test_a_rate_limit_in_a_batch_says_when_the_next_slot_opens(redis: ArqRedis) -> None:
-    limiter = SubscriptionLimiter(redis)
+async def test_a_rate_limit_in_a_batch_says_when_the_next_slot_opens(queue: ArqRedis) -> None:
+    limiter = SubscriptionLimiter(queue)
     admissions = await asyncio.gather(
         *(
             limiter.acquire("sub_r", f"r{i}", max_in_flight=100, rate_limit_per_s=2, lease_s=30)
@@ -60,9 +49,9 @@ async def test_a_rate_limit_in_a_batch_says_when_the_next_slot_opens(redis: ArqR
 
 
 async def test_a_slot_held_by_a_dead_worker_frees_itself_when_its_lease_ends(
-    redis: ArqRedis,
+    queue: ArqRedis,
 ) -> None:
-    limiter = SubscriptionLimiter(redis)
+    limiter = SubscriptionLimiter(queue)
     held = await limiter.acquire("sub_d", "t1", max_in_flight=1, rate_limit_per_s=None, lease_s=0.2)
     assert held.admitted
     blocked = await limiter.acquire(
@@ -75,9 +64,9 @@ async def test_a_slot_held_by_a_dead_worker_frees_itself_when_its_lease_ends(
 
 
 async def test_a_full_subscription_says_how_long_its_oldest_attempt_has_run_and_who_waits(
-    redis: ArqRedis,
+    queue: ArqRedis,
 ) -> None:
-    limiter = SubscriptionLimiter(redis)
+    limiter = SubscriptionLimiter(queue)
     held = await limiter.acquire(
         "sub_s", "slow", max_in_flight=1, rate_limit_per_s=None, lease_s=30
     )
