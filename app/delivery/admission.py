@@ -5,8 +5,8 @@ the subscription's slots are turning over (its oldest attempt began moments ago)
 attempt parks in this process for up to PARK_LIMIT_S until a slot frees: woken when this
 process frees one of that subscription, rechecking now and then for slots other workers
 free; no SQL, no job, no slot held meanwhile. When its slots are held by slow attempts (a
-hanging endpoint), the delivery goes back to the queue until the oldest of them must have
-ended, so a backlog behind a hanging endpoint is not polled and holds no worker capacity.
+hanging endpoint), the delivery goes back to the queue until they can be expected to free,
+so a backlog behind a hanging endpoint is not polled and holds no worker capacity.
 """
 
 from __future__ import annotations
@@ -86,7 +86,9 @@ class SlotWaiter:
     ) -> int:
         """When to try again behind slots held by slow attempts.
 
-        Not before the oldest of them must have ended (its timeout), and spread over the
+        Not before the oldest of them can be expected to end: after running as long again
+        as it has so far, and at the latest at its timeout (an endpoint answering in 2 s
+        frees slots every 2 s; one that hangs, only at the timeout). Then spread over the
         time the subscription needs to work through everyone waiting for it, at
         max_in_flight attempts per attempt duration: of a thousand deliveries behind a
         hanging endpoint, about max_in_flight come back each time slots can free, instead
@@ -96,7 +98,7 @@ class SlotWaiter:
         per_attempt_s = min(oldest_s, timeout_s)
         drain_s = admission.waiting * per_attempt_s / max(max_in_flight, 1)
         wait_s = (
-            max(timeout_s - oldest_s, 0.0)
+            max(min(timeout_s - oldest_s, oldest_s), 0.0)
             + self._rng.uniform(*REQUEUE_JITTER_S)
             + self._rng.uniform(0.0, min(drain_s, MAX_SPREAD_S))
         )
