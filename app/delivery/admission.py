@@ -69,8 +69,7 @@ class SlotWaiter:
                     return admission
                 await asyncio.sleep(admission.retry_in_ms / 1000)
                 continue
-            oldest_s = (admission.oldest_in_flight_ms or 0) / 1000
-            if oldest_s >= SLOW_SLOTS_AFTER_S:
+            if (admission.oldest_in_flight_ms or 0) >= SLOW_SLOTS_AFTER_S * 1000:
                 wait_ms = self._behind_slow_slots_ms(admission, max_in_flight, timeout_s)
                 return replace(admission, retry_in_ms=wait_ms)
             if left <= 0:
@@ -86,19 +85,22 @@ class SlotWaiter:
     ) -> int:
         """When to try again behind slots held by slow attempts.
 
-        Not before the oldest of them can be expected to end: after running as long again
-        as it has so far, and at the latest at its timeout (an endpoint answering in 2 s
-        frees slots every 2 s; one that hangs, only at the timeout). Then spread over the
-        time the subscription needs to work through everyone waiting for it, at
-        max_in_flight attempts per attempt duration: of a thousand deliveries behind a
-        hanging endpoint, about max_in_flight come back each time slots can free, instead
-        of all of them at once.
+        Not before the oldest of them can be expected to end. If no slot has freed for a
+        while (even the youngest attempt is slow), the endpoint hangs: at the oldest's
+        timeout. Otherwise slots still turn over, slowly (an endpoint answering in 2 s):
+        after the oldest has run as long again. Then spread over the time the subscription
+        needs to work through everyone waiting for it, at max_in_flight attempts per
+        attempt duration: of a thousand deliveries behind a hanging endpoint, about
+        max_in_flight come back each time slots can free, instead of all at once.
         """
         oldest_s = (admission.oldest_in_flight_ms or 0) / 1000
+        youngest_s = (admission.youngest_in_flight_ms or 0) / 1000
+        until_timeout_s = max(timeout_s - oldest_s, 0.0)
+        stuck = youngest_s >= SLOW_SLOTS_AFTER_S
         per_attempt_s = min(oldest_s, timeout_s)
         drain_s = admission.waiting * per_attempt_s / max(max_in_flight, 1)
         wait_s = (
-            max(min(timeout_s - oldest_s, oldest_s), 0.0)
+            (until_timeout_s if stuck else min(until_timeout_s, oldest_s))
             + self._rng.uniform(*REQUEUE_JITTER_S)
             + self._rng.uniform(0.0, min(drain_s, MAX_SPREAD_S))
         )

@@ -20,7 +20,8 @@ _WAITING_MS = 15 * 60 * 1000
 
 # Several admissions in one call: KEYS are (in-flight, rate, waiting) triples and ARGV
 # quadruples of (lease ms, max in flight, rate per s, token), one per attempt, in order.
-# Returns (code, wait ms or age of the oldest attempt in flight, attempts waiting) each.
+# Returns (code, wait ms or age of the oldest attempt in flight, attempts waiting, age of the
+# youngest attempt in flight) each.
 _ACQUIRE_MANY = """
 local now = redis.call('TIME')
 local now_ms = tonumber(now[1]) * 1000 + math.floor(tonumber(now[2]) / 1000)
@@ -31,14 +32,16 @@ for i = 1, #KEYS / 3 do
   local max_in_flight = tonumber(ARGV[4 * i - 2])
   local rate = tonumber(ARGV[4 * i - 1])
   local token = ARGV[4 * i]
-  local code, wait, waiting = 0, 0, 0
+  local code, wait, waiting, youngest_age = 0, 0, 0, 0
   redis.call('ZREMRANGEBYSCORE', inflight_key, '-inf', now_ms)
   if redis.call('ZCARD', inflight_key) >= max_in_flight then
     -- Full: say how long the oldest attempt has been running (its lease began lease_ms
     -- before its score), so the caller can tell slots turning over from slots held, and
     -- how many attempts were refused lately, so it can spread their returns.
     local oldest = redis.call('ZRANGE', inflight_key, 0, 0, 'WITHSCORES')
+    local youngest = redis.call('ZRANGE', inflight_key, -1, -1, 'WITHSCORES')
     code, wait = 1, math.max(now_ms - (tonumber(oldest[2]) - lease_ms), 0)
+    youngest_age = math.max(now_ms - (tonumber(youngest[2]) - lease_ms), 0)
     redis.call('ZADD', waiting_key, now_ms, token)
     redis.call('ZREMRANGEBYSCORE', waiting_key, '-inf', now_ms - WAITING_MS)
     redis.call('PEXPIRE', waiting_key, WAITING_MS)
@@ -60,9 +63,10 @@ for i = 1, #KEYS / 3 do
     redis.call('PEXPIRE', inflight_key, lease_ms + 1000)
     redis.call('ZREM', waiting_key, token)
   end
-  out[3 * i - 2] = code
-  out[3 * i - 1] = wait
-  out[3 * i] = waiting
+  out[4 * i - 3] = code
+  out[4 * i - 2] = wait
+  out[4 * i - 1] = waiting
+  out[4 * i] = youngest_age
 end
 return out
 """.replace("WAITING_MS", str(_WAITING_MS))
@@ -85,9 +89,10 @@ class Admission:
     admitted: bool
     limit: str | None  # "max_in_flight" or "rate_limit" when not admitted
     retry_in_ms: int
-    # With "max_in_flight": how long the subscription's oldest attempt has been running,
-    # and how many of its attempts were refused a slot in the last 15 minutes.
+    # With "max_in_flight": how long the subscription's oldest and youngest attempts have
+    # been running, and how many of its attempts were refused a slot in the last 15 min.
     oldest_in_flight_ms: int | None = None
+    youngest_in_flight_ms: int | None = None
     waiting: int = 0
 
 
@@ -147,8 +152,7 @@ class SubscriptionLimiter:
             args.extend([int(r.lease_s * 1000), r.max_in_flight, r.rate_limit_per_s or 0, r.token])
         flat = await self._acquire_many(keys=keys, args=args)
         return [
-            _admission(int(flat[3 * i]), int(flat[3 * i + 1]), int(flat[3 * i + 2]))
-            for i in range(len(requests))
+            _admission(*(int(v) for v in flat[4 * i : 4 * i + 4])) for i in range(len(requests))
         ]
 
     async def _release_batch(self, items: list[tuple[str, str]]) -> list[None]:
@@ -159,7 +163,7 @@ class SubscriptionLimiter:
         return [None] * len(items)
 
 
-def _admission(code: int, wait_ms: int, waiting: int) -> Admission:
+def _admission(code: int, wait_ms: int, waiting: int, youngest_ms: int) -> Admission:
     if code == 0:
         return Admission(admitted=True, limit=None, retry_in_ms=0)
     if code == 2:
@@ -174,5 +178,6 @@ def _admission(code: int, wait_ms: int, waiting: int) -> Admission:
         limit="max_in_flight",
         retry_in_ms=wait,
         oldest_in_flight_ms=wait_ms,
+        youngest_in_flight_ms=youngest_ms,
         waiting=waiting,
     )

@@ -200,27 +200,48 @@ async def test_an_attempt_refused_a_slot_waits_for_the_one_this_worker_frees(
     assert await runner.queue.zcard(QUEUE_NAME) == 0
 
 
+@pytest.mark.parametrize(
+    ("turning_over", "expected_wait_s"),
+    [
+        # Nothing freed for over a second: a hanging endpoint; back at the oldest's timeout
+        # (10 s after it began, 8.8 s from now).
+        (False, 8.8),
+        # A slot was taken moments ago: slow but answering; back after the oldest has run
+        # as long again (1.2 s).
+        (True, 1.2),
+    ],
+)
 async def test_behind_slow_slots_a_delivery_goes_back_to_the_queue_until_they_can_free(
-    runner: AttemptRunner, engine: AsyncEngine, tenant_id: str, receiver: Receiver
+    runner: AttemptRunner,
+    engine: AsyncEngine,
+    tenant_id: str,
+    receiver: Receiver,
+    turning_over: bool,
+    expected_wait_s: float,
 ) -> None:
     [delivery] = await _deliveries_to(
-        engine, tenant_id, receiver.url("/stuck"), 1, max_in_flight=1, timeout_s=3
+        engine, tenant_id, receiver.url("/stuck"), 1, max_in_flight=2, timeout_s=10
     )
     sub_id = (await _delivery(engine, delivery)).subscription_id
-    # Another worker's attempt has held the only slot for over a second: a slow endpoint.
-    held = await runner.limiter.acquire(
-        sub_id, "elsewhere", max_in_flight=1, rate_limit_per_s=None, lease_s=3 + 14
-    )
-    assert held.admitted
+
+    async def held_elsewhere(token: str) -> None:  # another worker's attempt takes a slot
+        admission = await runner.limiter.acquire(
+            sub_id, token, max_in_flight=2, rate_limit_per_s=None, lease_s=10 + 14
+        )
+        assert admission.admitted
+
+    await held_elsewhere("oldest")
+    if not turning_over:
+        await held_elsewhere("second")
     await asyncio.sleep(1.2)
+    if turning_over:
+        await held_elsewhere("second")
     started = time.monotonic()
     assert await runner.run([(delivery, 1)]) == 0
     assert time.monotonic() - started < 1.0  # not parked in the worker
     row = await _delivery(engine, delivery)
     assert row.lease_until is None
     due_in = (row.next_attempt_at.replace(tzinfo=UTC) - datetime.now(UTC)).total_seconds()
-    # Back when the slow attempt can be expected to end (after as long again as its 1.2 s,
-    # before its 3 s timeout), plus jitter (0.5-2.5 s) and a spread over the queue ahead
-    # (one waiter, ~1.2 s each).
-    assert 1.2 + 0.5 - 0.3 < due_in < 1.2 + 2.5 + 1.2 + 0.3
+    # Plus jitter (0.5-2.5 s) and a spread over the queue ahead (one waiter, 1.2 s / 2 slots).
+    assert expected_wait_s + 0.5 - 0.3 < due_in < expected_wait_s + 2.5 + 0.6 + 0.3
     assert await runner.queue.zcard(QUEUE_NAME) == 1

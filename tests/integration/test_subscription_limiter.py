@@ -78,6 +78,7 @@ async def test_a_full_subscription_says_how_long_its_oldest_attempt_has_run_and_
     ]
     assert [a.waiting for a in refused] == [1, 2, 3]
     assert all((a.oldest_in_flight_ms or 0) >= 250 for a in refused)
+    assert all((a.youngest_in_flight_ms or 0) >= 250 for a in refused)  # the only one
     # Refused again, the same attempt is not counted twice; admitted, it waits no more.
     again = await limiter.acquire("sub_s", "w0", max_in_flight=1, rate_limit_per_s=None, lease_s=30)
     assert again.waiting == 3
