@@ -182,13 +182,17 @@ async def enqueue_published(
         )
 
 
-async def enqueue_published_batch(queue: ArqRedis, batch: Sequence[Published]) -> None:
-    """After commit: the first attempts of several events in as few jobs as possible."""
+def count_published(batch: Sequence[Published]) -> None:
+    """At commit: the events are published from then on, whenever their jobs are queued."""
     for published in batch:
         EVENTS_PUBLISHED.labels(
             type=published.event_type, provider=published.provider or "api"
         ).inc()
         FANOUT_SIZE.observe(len(published.delivery_ids))
+
+
+async def enqueue_published_batch(queue: ArqRedis, batch: Sequence[Published]) -> None:
+    """After commit: the first attempts of several events in as few jobs as possible."""
     delivery_ids = [d for published in batch for d in published.delivery_ids]
     if not delivery_ids:
         return

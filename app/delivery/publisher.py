@@ -7,7 +7,13 @@ import asyncio
 from arq.connections import ArqRedis
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from app.delivery.fanout import EventDraft, Published, enqueue_published_batch, write_events
+from app.delivery.fanout import (
+    EventDraft,
+    Published,
+    count_published,
+    enqueue_published_batch,
+    write_events,
+)
 from app.delivery.micro_batch import GroupCommit, MicroBatcher
 
 # Batches stay small enough that one transaction is short (a few ms on PostgreSQL) and
@@ -45,6 +51,7 @@ class EventPublisher:
     async def _write(self, drafts: list[EventDraft]) -> list[Published]:
         async with self._engine.begin() as conn:
             published = await write_events(conn, drafts)
+        count_published(published)
         # After the commit and off the requests' path; should it never happen (process
         # stopped, Redis down), the sweeper finds the deliveries due and enqueues them.
         task = asyncio.create_task(self._enqueue_later(published))
