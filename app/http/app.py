@@ -24,6 +24,7 @@ from app.http.imports import ImportController
 from app.http.ingest import IngestController
 from app.http.problems import EXCEPTION_HANDLERS
 from app.http.request_context import RequestContext, require_json_body
+from app.http.request_metrics import RequestMetrics
 from app.http.resources import Resources
 from app.http.sources import SourceController
 from app.http.subscriptions import SubscriptionController
@@ -97,6 +98,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
         group_path=True,
         exclude=["^/metrics"],
         excluded_http_methods=["OPTIONS"],
+        middleware_class=RequestMetrics,
     )
     config = AppConfig(
         route_handlers=[

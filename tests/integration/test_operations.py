@@ -8,6 +8,7 @@ import re
 import pytest
 from litestar import Litestar
 from litestar.testing import AsyncTestClient
+from prometheus_client.parser import text_string_to_metric_families
 
 from app.embedded_redis import free_port
 from app.http.app import create_app
@@ -133,3 +134,46 @@ async def test_published_events_are_counted_by_type_and_provider(
     text = (await client.get("/metrics")).text
     assert 'gateway_events_published_total{provider="api",type="sale.completed"}' in text
     assert "gateway_fanout_size_bucket" in text
+
+
+def _samples(text: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+    return {
+        (sample.name, tuple(sorted(sample.labels.items()))): sample.value
+        for family in text_string_to_metric_families(text)
+        for sample in family.samples
+    }
+
+
+async def test_request_metrics_count_time_and_track_each_route_and_status(
+    client: Client, auth: dict[str, str]
+) -> None:
+    created = await client.post(
+        "/v1/subscriptions",
+        json={"url": "https://93.184.216.34/hook", "event_types": ["*"]},
+        headers=auth,
+    )
+    sub_id = created.json()["id"]
+    route = "/v1/subscriptions/{subscription_id}"
+
+    def series(name: str, status: str | None) -> tuple[str, tuple[tuple[str, str], ...]]:
+        labels = {"app_name": "pwbi-gateway", "method": "GET", "path": route}
+        labels["status_code"] = status or "200"
+        return name, tuple(sorted(labels.items()))
+
+    before = _samples((await client.get("/metrics")).text)
+    for _ in range(3):
+        assert (await client.get(f"/v1/subscriptions/{sub_id}", headers=auth)).status_code == 200
+    missing = await client.get("/v1/subscriptions/sub_nothing", headers=auth)
+    assert missing.status_code == 404
+    after = _samples((await client.get("/metrics")).text)
+
+    def grew(name: str, status: str) -> float:
+        key = series(name, status)
+        return after.get(key, 0.0) - before.get(key, 0.0)
+
+    assert grew("gateway_requests_total", "200") == 3
+    assert grew("gateway_request_duration_seconds_count", "200") == 3
+    assert grew("gateway_request_duration_seconds_sum", "200") > 0
+    assert grew("gateway_requests_total", "404") == 1
+    assert grew("gateway_requests_error_total", "404") == 0  # only 5xx count as errors
+    assert after[series("gateway_requests_in_progress", None)] == 0  # none left open
