@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta, timezone
 
+import pytest
 import sqlalchemy as sa
 from alembic import command
 from alembic.autogenerate import compare_metadata
@@ -23,6 +24,20 @@ async def test_migrations_produce_exactly_the_declared_tables(engine: AsyncEngin
             )
         )
     assert diff == []
+
+
+async def test_deliveries_leave_room_for_in_place_lease_updates_on_postgresql(
+    engine: AsyncEngine, backend: str
+) -> None:
+    if backend != "postgresql":
+        pytest.skip("a PostgreSQL storage parameter; SQLite has no such thing")
+    async with engine.connect() as conn:
+        options = (
+            await conn.execute(
+                sa.text("SELECT reloptions FROM pg_class WHERE relname = 'deliveries'")
+            )
+        ).scalar_one()
+    assert "fillfactor=70" in (options or [])
 
 
 async def test_times_come_back_as_the_same_instant_in_utc(engine: AsyncEngine) -> None:
