@@ -3,12 +3,34 @@
 from __future__ import annotations
 
 from datetime import datetime
-from decimal import ROUND_HALF_EVEN, Decimal
-from typing import Any
+from decimal import ROUND_HALF_EVEN, Context, Decimal
+from typing import Any, Final
 
 import msgspec
 
 from contracts.canonical import Money, OrderStatus
+
+# Bounds on amounts in major units (Rupiah) and on quantities, as decimal exponents: Rp 10^15
+# is far beyond any order or sale, so larger values are malformed, not big. Floats serialised
+# by a POS can carry 17 significant digits (0.30000000000000004), hence 20 decimals.
+MAX_AMOUNT_DIGITS: Final = 15
+MAX_AMOUNT_DECIMALS: Final = 20
+MAX_QUANTITY_DIGITS: Final = 6
+MAX_QUANTITY_DECIMALS: Final = 6
+# Bounded amounts have at most 35 significant digits, so sums and products of them are exact
+# at this precision and only the final conversion to minor units rounds (half-even).
+EXACT: Final = Context(prec=100)
+
+
+def decimal_places(value: Decimal) -> int:
+    """Decimal places, ignoring trailing zeros ("1.500" has 1)."""
+    if value.is_zero():
+        return 0
+    parts = value.as_tuple()
+    digits, exponent = parts.digits, parts.exponent
+    trailing = len(digits) - len("".join(map(str, digits)).rstrip("0"))
+    return max(0, -(int(exponent) + trailing))
+
 
 # ISO 4217 minor-unit exponents of the currencies these providers use.
 CURRENCY_EXPONENTS: dict[str, int] = {"IDR": 2, "MYR": 2, "SGD": 2, "THB": 2, "PHP": 2, "VND": 0}

@@ -58,7 +58,14 @@ from contracts.canonical import (
     StoreRef,
     Totals,
 )
-from contracts.providers.base import NormalizedEvent, PayloadRejected, money_from_major
+from contracts.providers.base import (
+    MAX_AMOUNT_DIGITS,
+    MAX_QUANTITY_DECIMALS,
+    MAX_QUANTITY_DIGITS,
+    NormalizedEvent,
+    PayloadRejected,
+    money_from_major,
+)
 
 CHANNEL: Final = "gofood"
 ORDER_EVENT_PREFIX: Final = "gofood.order."
@@ -93,11 +100,6 @@ GOFOOD_PAYMENT_TYPES: Final[dict[str, PaymentMethod]] = {
 GOFOOD_LOCAL_TIME: Final = timezone(timedelta(hours=7))
 # Identities become dedupe and order keys (VARCHAR(300) with the prefixes added).
 MAX_IDENTITY_LENGTH: Final = 200
-# Rp 10^15 is far beyond any order (and 10^17 minor units fits in 64 bits): larger values are
-# malformed, not big orders. Bounds are decimal exponents.
-MAX_AMOUNT_DIGITS: Final = 15
-MAX_QUANTITY_DIGITS: Final = 6
-MAX_QUANTITY_DECIMALS: Final = 6
 
 
 # --- Wire shapes ----------------------------------------------------------------------------

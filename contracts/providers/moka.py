@@ -37,7 +37,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from datetime import datetime, timedelta, timezone
-from decimal import Context, Decimal, localcontext
+from decimal import Decimal, localcontext
 from typing import Final
 
 import msgspec
@@ -55,7 +55,17 @@ from contracts.canonical import (
     Tax,
     Totals,
 )
-from contracts.providers.base import NormalizedEvent, PayloadRejected, money_from_major
+from contracts.providers.base import (
+    EXACT,
+    MAX_AMOUNT_DECIMALS,
+    MAX_AMOUNT_DIGITS,
+    MAX_QUANTITY_DECIMALS,
+    MAX_QUANTITY_DIGITS,
+    NormalizedEvent,
+    PayloadRejected,
+    decimal_places,
+    money_from_major,
+)
 
 PROVIDER: Final = "moka"
 CHANNEL: Final = "pos"
@@ -83,15 +93,6 @@ MOKA_PAYMENT_TYPES: Final[dict[str, PaymentMethod]] = {
 MOKA_LOCAL_TIME: Final = timezone(timedelta(hours=7))
 # Identities become sale ids and dedupe keys (VARCHAR(300) with the prefixes added).
 MAX_IDENTITY_LENGTH: Final = 200
-# Rp 10^15 is far beyond any sale: larger values are malformed. Bounds are decimal exponents.
-MAX_AMOUNT_DIGITS: Final = 15
-# Floats serialised by the POS can carry 17 significant digits (0.30000000000000004).
-MAX_AMOUNT_DECIMALS: Final = 20
-MAX_QUANTITY_DIGITS: Final = 6
-MAX_QUANTITY_DECIMALS: Final = 6
-# Bounded amounts have at most 35 significant digits, so sums and products of them are exact
-# at this precision and only the final conversion to minor units rounds (half-even).
-_EXACT: Final = Context(prec=100)
 
 
 # --- Wire shapes ----------------------------------------------------------------------------
@@ -197,7 +198,7 @@ def parse_moka_page(raw: bytes, *, outlet_id: str | None = None) -> MokaPage:
     except msgspec.DecodeError as exc:
         raise PayloadRejected(f"$: not valid JSON ({exc})") from None
     store = StoreRef(external_id=outlet_id) if outlet_id is not None else None
-    with localcontext(_EXACT):
+    with localcontext(EXACT):
         events = [
             _sale_event(payment, store, f"$.data.payments[{i}]")
             for i, payment in enumerate(page.data.payments or ())
@@ -371,7 +372,7 @@ def _amount(value: Decimal, path: str) -> Decimal:
     if (
         not value.is_finite()
         or value.adjusted() >= MAX_AMOUNT_DIGITS
-        or _decimals(value) > MAX_AMOUNT_DECIMALS
+        or decimal_places(value) > MAX_AMOUNT_DECIMALS
     ):
         raise PayloadRejected(
             f"{path}: amount is not a finite number below 10^{MAX_AMOUNT_DIGITS} "
@@ -407,7 +408,7 @@ def _bounded_decimal_string(value: Decimal | None, path: str, refusal: str) -> s
     if (
         not value.is_finite()
         or value.adjusted() >= MAX_QUANTITY_DIGITS
-        or _decimals(value) > MAX_QUANTITY_DECIMALS
+        or decimal_places(value) > MAX_QUANTITY_DECIMALS
     ):
         raise PayloadRejected(
             f"{path}: {refusal} a finite number below 10^{MAX_QUANTITY_DIGITS} "
@@ -421,13 +422,3 @@ def _plain(value: Decimal) -> str:
         return "0"
     # "f" never uses exponent notation: Decimal("1E+2") is "100".
     return format(value.normalize(), "f")
-
-
-def _decimals(value: Decimal) -> int:
-    """Decimal places, ignoring trailing zeros ("1.500" has 1)."""
-    if value.is_zero():
-        return 0
-    parts = value.as_tuple()
-    digits, exponent = parts.digits, parts.exponent
-    trailing = len(digits) - len("".join(map(str, digits)).rstrip("0"))
-    return max(0, -(int(exponent) + trailing))

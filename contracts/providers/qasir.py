@@ -38,7 +38,7 @@ import re
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timezone
-from decimal import Context, Decimal, InvalidOperation, localcontext
+from decimal import Decimal, InvalidOperation, localcontext
 from typing import Any, Final
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -54,7 +54,17 @@ from contracts.canonical import (
     StoreRef,
     Totals,
 )
-from contracts.providers.base import NormalizedEvent, PayloadRejected, money_from_major
+from contracts.providers.base import (
+    EXACT,
+    MAX_AMOUNT_DECIMALS,
+    MAX_AMOUNT_DIGITS,
+    MAX_QUANTITY_DECIMALS,
+    MAX_QUANTITY_DIGITS,
+    NormalizedEvent,
+    PayloadRejected,
+    decimal_places,
+    money_from_major,
+)
 
 PROVIDER: Final = "qasir"
 CHANNEL: Final = "pos"
@@ -83,14 +93,6 @@ QASIR_PAYMENT_METHODS: Final[dict[str, PaymentMethod]] = {
 
 # Receipt numbers go into dedupe keys (VARCHAR(300) with the prefix added).
 MAX_IDENTITY_LENGTH: Final = 200
-# Rp 10^15 is far beyond any sale: larger values are malformed. Bounds are decimal exponents.
-MAX_AMOUNT_DIGITS: Final = 15
-MAX_AMOUNT_DECIMALS: Final = 20
-MAX_QUANTITY_DIGITS: Final = 6
-MAX_QUANTITY_DECIMALS: Final = 6
-# Bounded amounts have at most 35 significant digits, so sums and products of them are exact
-# at this precision and only the final conversion to minor units rounds (half-even).
-_EXACT: Final = Context(prec=100)
 _PLAIN_DECIMAL: Final = re.compile(r"[+-]?[0-9]+(\.[0-9]+)?", re.ASCII)
 _FORMAT_PROBE: Final = datetime(2025, 12, 31, 23, 59, 58)
 
@@ -185,7 +187,7 @@ def normalize_qasir_csv(
     Raises PayloadRejected when the file is not UTF-8 CSV, a configured column is missing from
     the header, or a cell cannot be read; the message names the row and column, never a value.
     """
-    with localcontext(_EXACT):
+    with localcontext(EXACT):
         receipts: dict[str, list[_Row]] = {}
         for row in _rows(raw, columns):
             receipts.setdefault(row.receipt_no, []).append(row)
@@ -329,7 +331,7 @@ def _closed_at(
 def _amount(text: str, where: str) -> Decimal:
     """A plain decimal cell as an exact Decimal; refuses anything else and absurd sizes."""
     value = _plain_decimal(text, where, "amount")
-    if value.adjusted() >= MAX_AMOUNT_DIGITS or _decimals(value) > MAX_AMOUNT_DECIMALS:
+    if value.adjusted() >= MAX_AMOUNT_DIGITS or decimal_places(value) > MAX_AMOUNT_DECIMALS:
         raise PayloadRejected(
             f"{where}: amount is not below 10^{MAX_AMOUNT_DIGITS} "
             f"with at most {MAX_AMOUNT_DECIMALS} decimal places"
@@ -342,7 +344,7 @@ def _quantity(text: str | None, where: str) -> str | None:
     if text is None:
         return None
     value = _plain_decimal(text, where, "quantity")
-    if value.adjusted() >= MAX_QUANTITY_DIGITS or _decimals(value) > MAX_QUANTITY_DECIMALS:
+    if value.adjusted() >= MAX_QUANTITY_DIGITS or decimal_places(value) > MAX_QUANTITY_DECIMALS:
         raise PayloadRejected(
             f"{where}: quantity is not below 10^{MAX_QUANTITY_DIGITS} "
             f"with at most {MAX_QUANTITY_DECIMALS} decimal places"
@@ -360,16 +362,6 @@ def _plain_decimal(text: str, where: str, what: str) -> Decimal:
         return Decimal(text)
     except InvalidOperation:  # unreachable after the pattern; kept as a guard
         raise PayloadRejected(f"{where}: {what} is not a plain decimal number") from None
-
-
-def _decimals(value: Decimal) -> int:
-    """Decimal places, ignoring trailing zeros ("1.500" has 1)."""
-    if value.is_zero():
-        return 0
-    parts = value.as_tuple()
-    digits, exponent = parts.digits, parts.exponent
-    trailing = len(digits) - len("".join(map(str, digits)).rstrip("0"))
-    return max(0, -(int(exponent) + trailing))
 
 
 # --- Building sales -------------------------------------------------------------------------
