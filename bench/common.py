@@ -25,6 +25,7 @@ import socket
 import statistics
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from collections.abc import Awaitable, Callable, Iterator, Sequence
@@ -794,3 +795,39 @@ def py_spy_argv(pid: int, seconds: float, out: Path) -> list[str]:
         "--output",
         str(out),
     ]
+
+
+async def run_rate_load(
+    stack: BenchStack,
+    body: bytes,
+    *,
+    rate: float,
+    duration_s: float,
+    sent_file: Path | None = None,
+    slack_s: float = 120.0,
+) -> dict[str, Any]:
+    """Open-loop load (`loadgen.py rate`, its own process) on POST /v1/events; its summary.
+
+    With `sent_file`, the send time, status and event id of every request are kept there.
+    """
+    with tempfile.TemporaryDirectory() as tmp:
+        body_file = Path(tmp) / "body.json"
+        body_file.write_bytes(body)
+        argv = [
+            PYTHON,
+            str(BENCH / "loadgen.py"),
+            "rate",
+            "--url",
+            f"{stack.gateway_url}/v1/events",
+            "--token",
+            stack.token,
+            "--body",
+            str(body_file),
+            "--rate",
+            str(rate),
+            "--duration",
+            str(duration_s),
+        ]
+        if sent_file is not None:
+            argv += ["--out", str(sent_file)]
+        return await run_json(argv, timeout_s=duration_s + slack_s)

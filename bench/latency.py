@@ -27,19 +27,15 @@ import argparse
 import asyncio
 import json
 import sys
-import tempfile
 import time
-from pathlib import Path
 from typing import Any
 
 from bench.common import (
-    BENCH,
-    PYTHON,
     BenchStack,
     event_body,
     machine_info,
     percentile,
-    run_json,
+    run_rate_load,
     write_result,
 )
 
@@ -96,29 +92,9 @@ async def scenario(
         sent_file = stack.log_dir / "sent.json"
         quiet = await stack.wait_for_quiet()
         meter = await stack.cpu_meter()
-        with tempfile.TemporaryDirectory() as tmp:
-            body_file = Path(tmp) / "body.json"
-            body_file.write_bytes(body)
-            load = await run_json(
-                [
-                    PYTHON,
-                    str(BENCH / "loadgen.py"),
-                    "rate",
-                    "--url",
-                    f"{stack.gateway_url}/v1/events",
-                    "--token",
-                    stack.token,
-                    "--body",
-                    str(body_file),
-                    "--rate",
-                    str(rate),
-                    "--duration",
-                    str(args.duration),
-                    "--out",
-                    str(sent_file),
-                ],
-                timeout_s=args.duration + 120,
-            )
+        load = await run_rate_load(
+            stack, body, rate=rate, duration_s=args.duration, sent_file=sent_file
+        )
         cpu = await stack.cpu_meter_stop(meter)
         sent = json.loads(sent_file.read_text())
         accepted = {r[3]: r for r in sent if r[2] == 202 and r[3]}

@@ -20,19 +20,15 @@ import argparse
 import asyncio
 import json
 import sys
-import tempfile
 import time
-from pathlib import Path
 from typing import Any
 
 from bench.common import (
-    BENCH,
-    PYTHON,
     BenchStack,
     RssSampler,
     event_body,
     machine_info,
-    run_json,
+    run_rate_load,
     write_result,
 )
 
@@ -65,27 +61,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         sampler.reset_series()  # series times count from the start of the load
         start_rows = sampler.sample()
         meter = await stack.cpu_meter()
-        with tempfile.TemporaryDirectory() as tmp:
-            body_file = Path(tmp) / "body.json"
-            body_file.write_bytes(body)
-            load = await run_json(
-                [
-                    PYTHON,
-                    str(BENCH / "loadgen.py"),
-                    "rate",
-                    "--url",
-                    f"{stack.gateway_url}/v1/events",
-                    "--token",
-                    stack.token,
-                    "--body",
-                    str(body_file),
-                    "--rate",
-                    str(args.rate),
-                    "--duration",
-                    str(duration),
-                ],
-                timeout_s=duration + 180,
-            )
+        load = await run_rate_load(stack, body, rate=args.rate, duration_s=duration, slack_s=180.0)
         cpu = await stack.cpu_meter_stop(meter)
         end_rows = sampler.sample()
         accepted = int(load["statuses"].get("202", 0))
