@@ -167,19 +167,8 @@ async def enqueue_published(
 ) -> None:
     """After commit. If Redis is unreachable the rows are safe; the sweeper enqueues them."""
     if count_as_new:
-        EVENTS_PUBLISHED.labels(
-            type=published.event_type, provider=published.provider or "api"
-        ).inc()
-        FANOUT_SIZE.observe(len(published.delivery_ids))
-    if not published.delivery_ids:
-        return
-    try:
-        await enqueue_first_attempts(queue, published.delivery_ids)
-    except (RedisError, OSError) as exc:
-        logger.warning(
-            "enqueue failed; the sweeper will pick the deliveries up",
-            extra={"event_id": published.event_id, "error": type(exc).__name__},
-        )
+        count_published([published])
+    await enqueue_published_batch(queue, [published])
 
 
 def count_published(batch: Sequence[Published]) -> None:
