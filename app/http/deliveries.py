@@ -57,7 +57,7 @@ class DeliveryController(Controller):
     path = "/v1"
     tags = ["deliveries"]
 
-    @get("/deliveries", guards=[requires_scope("deliveries:read")], summary="List deliveries")
+    @get("/deliveries", opt=requires_scope("deliveries:read"), summary="List deliveries")
     async def list_deliveries(
         self,
         request: Request[Any, Any, Any],
@@ -86,7 +86,7 @@ class DeliveryController(Controller):
 
     @get(
         "/deliveries/{delivery_id:str}",
-        guards=[requires_scope("deliveries:read")],
+        opt=requires_scope("deliveries:read"),
         summary="Read a delivery with every attempt",
     )
     async def get_delivery(
@@ -102,7 +102,7 @@ class DeliveryController(Controller):
     @post(
         "/deliveries/{delivery_id:str}/retry",
         status_code=202,
-        guards=[requires_scope("deliveries:replay")],
+        opt=requires_scope("deliveries:replay"),
         summary="Attempt a delivery again now, whatever its status",
     )
     async def retry_delivery(
@@ -127,7 +127,7 @@ class DeliveryController(Controller):
     @post(
         "/events/{event_id:str}/replay",
         status_code=202,
-        guards=[requires_scope("deliveries:replay")],
+        opt=requires_scope("deliveries:replay"),
         summary="Deliver a stored event again",
         description="To the named subscriptions, or to every subscription that matches it now.",
     )
@@ -157,7 +157,7 @@ class DeliveryController(Controller):
     @post(
         "/subscriptions/{subscription_id:str}/recover",
         status_code=202,
-        guards=[requires_scope("deliveries:replay")],
+        opt=requires_scope("deliveries:replay"),
         summary="Re-attempt a subscription's deliveries in a time window",
         description="Runs in the background at the subscription's rate limit; "
         "GET /v1/replays/{id} shows progress.",
@@ -189,7 +189,7 @@ class DeliveryController(Controller):
 
     @get(
         "/replays/{replay_id:str}",
-        guards=[requires_scope("deliveries:read")],
+        opt=requires_scope("deliveries:read"),
         summary="Progress of a recover",
     )
     async def get_replay(self, request: Request[Any, Any, Any], replay_id: Id) -> ReplayProgress:
@@ -202,7 +202,7 @@ class DeliveryController(Controller):
 
     @get(
         "/audit-log",
-        guards=[requires_scope("subscriptions:read")],
+        opt=requires_scope("subscriptions:read"),
         summary="The tenant's audit log, newest first",
     )
     async def audit_log(

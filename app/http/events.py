@@ -90,7 +90,7 @@ class EventController(Controller):
     @post(
         "/events",
         status_code=202,
-        guards=[requires_scope("events:write")],
+        opt=requires_scope("events:write"),
         summary="Publish a canonical event",
         description=(
             "Stored with one delivery per matching subscription before the 202 is sent. "
@@ -176,7 +176,7 @@ class EventController(Controller):
             background=BackgroundTask(enqueue_published, resources.redis, published),
         )
 
-    @get("/events", guards=[requires_scope("events:read")], summary="List events")
+    @get("/events", opt=requires_scope("events:read"), summary="List events")
     async def list_events(
         self,
         request: Request[Any, Any, Any],
@@ -212,7 +212,7 @@ class EventController(Controller):
             next_cursor=next_cursor([r.id for r in rows], limit),
         )
 
-    @get("/events/{event_id:str}", guards=[requires_scope("events:read")], summary="Read an event")
+    @get("/events/{event_id:str}", opt=requires_scope("events:read"), summary="Read an event")
     async def get_event(
         self,
         request: Request[Any, Any, Any],

@@ -32,8 +32,7 @@ class ImportController(Controller):
     @post(
         "/{source_id:str}/imports",
         status_code=200,
-        guards=[requires_scope("sources:write")],
-        opt={"accepts_media": ("text/csv",)},
+        opt={**requires_scope("sources:write"), "accepts_media": ("text/csv",)},
         summary="Import a sales export (CSV) into sale.completed events",
         description="Re-importing the same file creates no duplicates. Body: the CSV file, "
         "content-type text/csv; columns as configured in the source's settings.",

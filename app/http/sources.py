@@ -27,7 +27,7 @@ class SourceController(Controller):
     @post(
         "/",
         status_code=201,
-        guards=[requires_scope("sources:write")],
+        opt=requires_scope("sources:write"),
         summary="Connect a provider",
         description="Returns ingest_url, the endpoints to configure at the provider, and the "
         "credentials it must use; credentials are shown only here and on rotation.",
@@ -72,7 +72,7 @@ class SourceController(Controller):
             )
         return SourceWithCredentials(**msgspec.structs.asdict(created), credentials=shown)
 
-    @get("/", guards=[requires_scope("sources:read")], summary="List sources")
+    @get("/", opt=requires_scope("sources:read"), summary="List sources")
     async def list_sources(
         self,
         request: Request[Any, Any, Any],
@@ -90,7 +90,7 @@ class SourceController(Controller):
             )
         return SourceList(data=rows, next_cursor=next_cursor([r.id for r in rows], limit))
 
-    @get("/{source_id:str}", guards=[requires_scope("sources:read")], summary="Read a source")
+    @get("/{source_id:str}", opt=requires_scope("sources:read"), summary="Read a source")
     async def get_source(self, request: Request[Any, Any, Any], source_id: SourceId) -> Source:
         resources = resources_of(request.app.state)
         async with resources.engine.connect() as conn:
@@ -101,7 +101,7 @@ class SourceController(Controller):
             raise not_found("source")
         return found
 
-    @patch("/{source_id:str}", guards=[requires_scope("sources:write")], summary="Change a source")
+    @patch("/{source_id:str}", opt=requires_scope("sources:write"), summary="Change a source")
     async def update_source(
         self, request: Request[Any, Any, Any], source_id: SourceId, data: JSONBody[SourceUpdate]
     ) -> Source:
@@ -124,7 +124,7 @@ class SourceController(Controller):
     @delete(
         "/{source_id:str}",
         status_code=204,
-        guards=[requires_scope("sources:write")],
+        opt=requires_scope("sources:write"),
         summary="Disconnect a source (its ingest URL answers 404 from then on)",
     )
     async def delete_source(self, request: Request[Any, Any, Any], source_id: SourceId) -> None:
@@ -140,7 +140,7 @@ class SourceController(Controller):
     @post(
         "/{source_id:str}/rotate-credentials",
         status_code=200,
-        guards=[requires_scope("sources:write")],
+        opt=requires_scope("sources:write"),
         summary="Replace the provider credentials (the old ones stop working at once)",
     )
     async def rotate_credentials(

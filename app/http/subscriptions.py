@@ -116,7 +116,7 @@ class SubscriptionController(Controller):
     @post(
         "/",
         status_code=HTTP_201_CREATED,
-        guards=[requires_scope("subscriptions:write")],
+        opt=requires_scope("subscriptions:write"),
         summary="Create a subscription",
         description="Returns the signing secret; it is shown only here and on rotation.",
     )
@@ -140,7 +140,7 @@ class SubscriptionController(Controller):
             )
         return _with_secret(created, secret)
 
-    @get("/", guards=[requires_scope("subscriptions:read")], summary="List subscriptions")
+    @get("/", opt=requires_scope("subscriptions:read"), summary="List subscriptions")
     async def list_subscriptions(
         self,
         request: Request[Any, Any, Any],
@@ -158,7 +158,7 @@ class SubscriptionController(Controller):
 
     @get(
         "/{subscription_id:str}",
-        guards=[requires_scope("subscriptions:read")],
+        opt=requires_scope("subscriptions:read"),
         summary="Read a subscription",
     )
     async def get_subscription(
@@ -175,7 +175,7 @@ class SubscriptionController(Controller):
 
     @patch(
         "/{subscription_id:str}",
-        guards=[requires_scope("subscriptions:write")],
+        opt=requires_scope("subscriptions:write"),
         summary="Change a subscription",
     )
     async def update_subscription(
@@ -214,7 +214,7 @@ class SubscriptionController(Controller):
     @delete(
         "/{subscription_id:str}",
         status_code=HTTP_204_NO_CONTENT,
-        guards=[requires_scope("subscriptions:write")],
+        opt=requires_scope("subscriptions:write"),
         summary="Delete a subscription",
         description="Stops future deliveries and cancels pending ones.",
     )
@@ -236,7 +236,7 @@ class SubscriptionController(Controller):
     @post(
         "/{subscription_id:str}/rotate-secret",
         status_code=HTTP_200_OK,
-        guards=[requires_scope("subscriptions:write")],
+        opt=requires_scope("subscriptions:write"),
         summary="Rotate the signing secret",
         description="The old secret keeps signing beside the new one until the grace period ends.",
     )
@@ -271,7 +271,7 @@ class SubscriptionController(Controller):
     @post(
         "/{subscription_id:str}/enable",
         status_code=HTTP_200_OK,
-        guards=[requires_scope("subscriptions:write")],
+        opt=requires_scope("subscriptions:write"),
         summary="Enable a subscription",
     )
     async def enable_subscription(
@@ -316,7 +316,7 @@ class SubscriptionController(Controller):
     @post(
         "/{subscription_id:str}/disable",
         status_code=HTTP_200_OK,
-        guards=[requires_scope("subscriptions:write")],
+        opt=requires_scope("subscriptions:write"),
         summary="Pause a subscription",
         description="Cancels its pending deliveries; nothing is sent until it is enabled again.",
     )
@@ -340,7 +340,7 @@ class SubscriptionController(Controller):
     @post(
         "/{subscription_id:str}/test",
         status_code=202,
-        guards=[requires_scope("subscriptions:write")],
+        opt=requires_scope("subscriptions:write"),
         summary="Send a ping to this subscription only",
     )
     async def send_test_event(

@@ -6,6 +6,7 @@ import base64
 import hashlib
 import hmac
 import json
+import re
 import time
 from pathlib import Path
 from typing import Any
@@ -321,3 +322,28 @@ async def test_a_401_never_echoes_the_token(
             assert token not in text
             for segment in segments:
                 assert segment not in text
+
+
+# Authenticated routes any valid token may call: the public catalogue of event types.
+SCOPE_FREE_ROUTES = {("GET", "/v1/event-types")}
+
+
+async def test_every_authenticated_route_refuses_a_token_without_scopes(
+    app: Litestar, client: Client, tenant_id: str, make_token: TokenFactory
+) -> None:
+    """A route that forgot to name its scope would serve any token: each one must say 403."""
+    no_scopes = bearer(make_token(tenant_id, scopes=()))
+    checked = 0
+    for route in app.routes:
+        if not route.path.startswith("/v1/") or route.path.startswith("/v1/ingest/"):
+            continue
+        # Any id will do: the scope is refused before the route looks anything up.
+        path = re.sub(r"\{(\w+):\w+\}", lambda m: f"{m.group(1)}_x", route.path)
+        for method in sorted(route.methods - {"OPTIONS", "HEAD"}):
+            response = await client.request(method, path, headers=no_scopes, json={})
+            if (method, route.path) in SCOPE_FREE_ROUTES:
+                assert response.status_code == 200, (method, route.path, response.text)
+                continue
+            assert_problem(response, 403)
+            checked += 1
+    assert checked >= 25  # the partner API's routes, not an empty walk
