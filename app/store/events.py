@@ -38,23 +38,30 @@ class StoredEvent:
     payload: str
 
 
+# Built once: publishing runs it for every batch, and building the statement each time was a
+# measurable share of a publish. `patterns` expands to the type's matching patterns.
+_MATCHING = (
+    sa.select(subscriptions.c.id, subscriptions.c.source_ids)
+    .join(subscription_patterns, subscription_patterns.c.subscription_id == subscriptions.c.id)
+    .where(
+        subscription_patterns.c.tenant_id == sa.bindparam("tenant_id"),
+        subscription_patterns.c.pattern.in_(sa.bindparam("patterns", expanding=True)),
+        subscriptions.c.status == "enabled",
+    )
+    .distinct()
+)
+
+
 async def matching_subscription_ids(
     conn: AsyncConnection, tenant_id: str, event_type: str, source_id: str | None
 ) -> list[str]:
     """Enabled subscriptions whose patterns select this type (and source, if they filter)."""
-    query = (
-        sa.select(subscriptions.c.id, subscriptions.c.source_ids)
-        .join(subscription_patterns, subscription_patterns.c.subscription_id == subscriptions.c.id)
-        .where(
-            subscription_patterns.c.tenant_id == tenant_id,
-            subscription_patterns.c.pattern.in_(patterns_matching(event_type)),
-            subscriptions.c.status == "enabled",
-        )
-        .distinct()
+    rows = await conn.execute(
+        _MATCHING, {"tenant_id": tenant_id, "patterns": patterns_matching(event_type)}
     )
     return sorted(
         row.id
-        for row in await conn.execute(query)
+        for row in rows
         if not row.source_ids or (source_id is not None and source_id in row.source_ids)
     )
 
