@@ -14,7 +14,7 @@ from app.delivery.fanout import (
     enqueue_published_batch,
     write_events,
 )
-from app.delivery.micro_batch import GroupCommit, MicroBatcher
+from app.delivery.micro_batch import GroupCommit
 
 # Batches stay small enough that one transaction is short (a few ms on PostgreSQL) and
 # large enough to carry every request of a busy moment.
@@ -39,9 +39,8 @@ class EventPublisher:
         self._commits: GroupCommit[EventDraft, Published] = GroupCommit(
             self._write, max_size=MAX_EVENTS_PER_COMMIT, max_concurrent=8
         )
-        self._to_enqueue: MicroBatcher[Published, None] = MicroBatcher(
-            self._enqueue, max_size=MAX_EVENTS_PER_COMMIT, max_wait_s=ENQUEUE_LINGER_S
-        )
+        # Committed, first attempts not yet queued; one task hands them over after the linger.
+        self._to_enqueue: list[Published] = []
         self._enqueues: set[asyncio.Task[None]] = set()
 
     async def publish(self, draft: EventDraft) -> Published:
@@ -54,17 +53,25 @@ class EventPublisher:
         count_published(published)
         # After the commit and off the requests' path; should it never happen (process
         # stopped, Redis down), the sweeper finds the deliveries due and enqueues them.
-        task = asyncio.create_task(self._enqueue_later(published))
-        self._enqueues.add(task)
-        task.add_done_callback(self._enqueues.discard)
+        lingering = bool(self._to_enqueue)
+        self._to_enqueue.extend(published)
+        if len(self._to_enqueue) >= MAX_EVENTS_PER_COMMIT:
+            self._start_enqueue(0.0)
+        elif not lingering:
+            self._start_enqueue(ENQUEUE_LINGER_S)
         return published
 
-    async def _enqueue_later(self, published: list[Published]) -> None:
-        await asyncio.gather(*(self._to_enqueue.submit(p) for p in published))
+    def _start_enqueue(self, linger_s: float) -> None:
+        task = asyncio.create_task(self._enqueue_after(linger_s))
+        self._enqueues.add(task)
+        task.add_done_callback(self._enqueues.discard)
 
-    async def _enqueue(self, published: list[Published]) -> list[None]:
-        await enqueue_published_batch(self._queue, published)
-        return [None] * len(published)
+    async def _enqueue_after(self, linger_s: float) -> None:
+        if linger_s:
+            await asyncio.sleep(linger_s)
+        batch, self._to_enqueue = self._to_enqueue, []
+        if batch:
+            await enqueue_published_batch(self._queue, batch)
 
     @property
     def enqueues_pending(self) -> int:
