@@ -37,6 +37,7 @@ from app.metrics import (
 from app.security.secret_box import SecretBox
 from app.settings import Settings
 from app.store.audit import record_audit
+from app.store.bulk import insert_rows
 from app.store.subscriptions import cancel_pending_deliveries
 from app.store.tables import attempts, deliveries, events, subscriptions
 from contracts.canonical import EventSource, SubscriptionDisabledData
@@ -336,8 +337,9 @@ class AttemptRunner:
     async def _record_sent(
         self, conn: AsyncConnection, sent: list[tuple[Sent, Recorded]], now: datetime
     ) -> None:
-        await conn.execute(
-            attempts.insert(),
+        await insert_rows(
+            conn,
+            attempts,
             [
                 {
                     "id": new_id("att"),

@@ -10,6 +10,7 @@ import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from app.ids import new_id
+from app.store.bulk import insert_rows
 from app.store.tables import deliveries, events, subscription_patterns, subscriptions
 from contracts.event_types import patterns_matching
 
@@ -107,7 +108,7 @@ async def insert_events_with_deliveries(
 
     Call inside the caller's transaction; returns each event's delivery ids, in target order.
     """
-    await conn.execute(events.insert(), [_event_row(event) for event, _ in batch])
+    await insert_rows(conn, events, [_event_row(event) for event, _ in batch])
     delivery_ids: list[list[str]] = []
     rows: list[dict[str, Any]] = []
     for event, subscription_ids in batch:
@@ -119,8 +120,7 @@ async def insert_events_with_deliveries(
             )
             for delivery_id, subscription_id in zip(ids, subscription_ids, strict=True)
         )
-    if rows:
-        await conn.execute(deliveries.insert(), rows)
+    await insert_rows(conn, deliveries, rows)
     return delivery_ids
 
 

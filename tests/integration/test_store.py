@@ -11,8 +11,10 @@ from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from app.ids import new_id
+from app.store.bulk import insert_rows
 from app.store.migrate import alembic_config
-from app.store.tables import metadata
+from app.store.tables import events, metadata
 from app.store.tenants import create_tenant, get_tenant
 
 
@@ -57,6 +59,53 @@ async def test_times_come_back_as_the_same_instant_in_utc(engine: AsyncEngine) -
     assert found.created_at == moment
     assert found.created_at.tzinfo is not None
     assert found.created_at.utcoffset() == UTC.utcoffset(None)
+
+
+def _event_row(tenant_id: str, n: int, at: datetime) -> dict[str, object]:
+    return {
+        "id": new_id("evt"),
+        "tenant_id": tenant_id,
+        "type": "order.created",
+        "source_id": None if n % 2 else f"src_{n}",
+        "provider": None,
+        "occurred_at": at,
+        "received_at": at + timedelta(seconds=n),
+        "dedupe_key": None,
+        "aggregate_key": None,
+        "sequence": n if n % 2 else None,
+        "payload": '{"n": ' + str(n) + ', "text": "Nasi goreng \u00e9 \'quoted\'"}',
+    }
+
+
+async def test_many_rows_in_one_insert_come_back_as_written(engine: AsyncEngine) -> None:
+    jakarta = timezone(timedelta(hours=7))
+    at = datetime(2026, 3, 1, 9, 30, tzinfo=jakarta)
+    async with engine.begin() as conn:
+        tenant = await create_tenant(conn, "Warung Bulk", actor="test")
+        rows = [_event_row(tenant.id, n, at) for n in range(5)]
+        await insert_rows(conn, events, rows)
+    async with engine.connect() as conn:
+        stored = (
+            await conn.execute(sa.select(events).where(events.c.tenant_id == tenant.id))
+        ).mappings()
+        by_id = {row["id"]: dict(row) for row in stored}
+    assert by_id == {row["id"]: row for row in rows}
+
+
+async def test_a_bad_row_in_a_bulk_insert_writes_none_of_them(engine: AsyncEngine) -> None:
+    at = datetime(2026, 3, 1, 9, 30, tzinfo=UTC)
+    async with engine.begin() as conn:
+        tenant = await create_tenant(conn, "Warung Naive", actor="test")
+    rows = [_event_row(tenant.id, n, at) for n in range(3)]
+    rows[2]["received_at"] = datetime(2026, 3, 1, 9, 30)  # naive: refused
+    with pytest.raises(sa.exc.StatementError, match="naive datetime"):
+        async with engine.begin() as conn:
+            await insert_rows(conn, events, rows)
+    async with engine.connect() as conn:
+        count = (
+            await conn.execute(sa.select(sa.func.count()).where(events.c.tenant_id == tenant.id))
+        ).scalar_one()
+    assert count == 0
 
 
 def test_migrations_downgrade_to_nothing_and_back(tmp_path: object) -> None:

@@ -1,0 +1,44 @@
+"""Many rows in one statement: on PostgreSQL an INSERT ... SELECT from unnest() of arrays.
+
+executemany sends one Bind/Execute per row: PostgreSQL starts its executor for every row, and
+SQLAlchemy builds and processes a parameter set per row. The hot paths (the outbox write of a
+publish batch, the attempts of a delivery batch) write tens of rows at a time, so there one
+statement with a column of values per parameter costs both sides a fraction of that.
+SQLite, where a statement is a function call, keeps executemany.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from functools import cache
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+
+@cache
+def _unnest_insert(table: sa.Table, columns: tuple[str, ...]) -> sa.Insert:
+    # asyncpg's dialect casts each parameter to its array type, so unnest() knows its type.
+    arrays = [
+        sa.func.unnest(sa.bindparam(f"a_{name}", type_=postgresql.ARRAY(table.c[name].type)))
+        for name in columns
+    ]
+    return table.insert().from_select(list(columns), sa.select(*arrays))
+
+
+async def insert_rows(
+    conn: AsyncConnection, table: sa.Table, rows: Sequence[dict[str, Any]]
+) -> None:
+    """INSERT every row; all rows must have the same keys."""
+    if not rows:
+        return
+    if len(rows) == 1 or conn.dialect.name != "postgresql":
+        await conn.execute(table.insert(), list(rows))
+        return
+    columns = tuple(rows[0])
+    await conn.execute(
+        _unnest_insert(table, columns),
+        {f"a_{name}": [row[name] for row in rows] for name in columns},
+    )
