@@ -36,10 +36,11 @@ from app.metrics import (
 )
 from app.security.secret_box import SecretBox
 from app.settings import Settings
+from app.store.attempt_sql import RECORD_FIELDS, attempt_statements
 from app.store.audit import record_audit
 from app.store.bulk import insert_rows
 from app.store.subscriptions import cancel_pending_deliveries
-from app.store.tables import attempts, deliveries, events, subscriptions
+from app.store.tables import attempts, deliveries, subscriptions
 from contracts.canonical import EventSource, SubscriptionDisabledData
 
 logger = logging.getLogger(__name__)
@@ -52,52 +53,6 @@ DISABLE_MIN_CONSECUTIVE_FAILURES = 5
 # The lease outlives waiting for a slot plus the attempt's own timeout, so a live worker
 # never loses its claim.
 LEASE_MARGIN_S = PARK_LIMIT_S + 10.0
-
-
-# Built once: the claim runs for every batch of attempts, and building the statements each
-# time was a measurable share of a worker's CPU. `ids` expands to the batch's delivery ids.
-_LEASE_PENDING = (
-    deliveries.update()
-    .where(
-        deliveries.c.id.in_(sa.bindparam("ids", expanding=True)),
-        deliveries.c.status == "pending",
-        sa.or_(
-            deliveries.c.lease_until.is_(None),
-            deliveries.c.lease_until < sa.bindparam("b_now", type_=deliveries.c.lease_until.type),
-        ),
-    )
-    .values(lease_until=sa.bindparam("b_lease", type_=deliveries.c.lease_until.type))
-    .returning(deliveries.c.id, deliveries.c.attempt_count)
-)
-_UNLEASE = (
-    deliveries.update()
-    .where(deliveries.c.id.in_(sa.bindparam("ids", expanding=True)))
-    .values(lease_until=None)
-)
-_CLAIMED_ROWS = (
-    sa.select(
-        deliveries.c.id,
-        deliveries.c.attempt_count,
-        deliveries.c.tenant_id,
-        deliveries.c.event_id,
-        deliveries.c.subscription_id,
-        subscriptions.c.status.label("subscription_status"),
-        subscriptions.c.url,
-        subscriptions.c.headers,
-        subscriptions.c.secret,
-        subscriptions.c.previous_secret,
-        subscriptions.c.previous_secret_expires_at,
-        subscriptions.c.timeout_s,
-        subscriptions.c.max_in_flight,
-        subscriptions.c.rate_limit_per_s,
-        subscriptions.c.consecutive_failures,
-        subscriptions.c.failing_since,
-        events.c.payload,
-    )
-    .join(subscriptions, subscriptions.c.id == deliveries.c.subscription_id)
-    .join(events, events.c.id == deliveries.c.event_id)
-    .where(deliveries.c.id.in_(sa.bindparam("ids", expanding=True)))
-)
 
 
 @dataclass(frozen=True)
@@ -198,9 +153,10 @@ class AttemptRunner:
         for delivery_id, attempt in refs:
             wanted.setdefault(delivery_id, set()).add(attempt - 1)
         async with self.engine.begin() as conn:
+            sql = attempt_statements(conn.dialect.name)
             leased = (
                 await conn.execute(
-                    _LEASE_PENDING,
+                    sql.lease_pending,
                     {"ids": sorted(wanted), "b_now": now, "b_lease": lease_until},
                 )
             ).all()
@@ -208,22 +164,16 @@ class AttemptRunner:
             stale = sorted(r.id for r in leased if r.attempt_count not in wanted[r.id])
             if stale:
                 # Its job is for an attempt that is no longer the next one: hand the row back.
-                await conn.execute(_UNLEASE, {"ids": stale})
+                await conn.execute(sql.unlease, {"ids": stale})
             rows = (
-                (await conn.execute(_CLAIMED_ROWS, {"ids": claimed_ids})).all()
+                (await conn.execute(sql.claimed_rows, {"ids": claimed_ids})).all()
                 if claimed_ids
                 else []
             )
             orphaned = [r.id for r in rows if r.subscription_status != "enabled"]
             if orphaned:
                 # The subscription was disabled or deleted after this job was queued.
-                await conn.execute(
-                    deliveries.update()
-                    .where(deliveries.c.id.in_(orphaned))
-                    .values(
-                        status="cancelled", next_attempt_at=None, lease_until=None, updated_at=now
-                    )
-                )
+                await conn.execute(sql.cancel, {"ids": orphaned, "b_now": now})
         by_id = {r.id: self._claimed(r) for r in rows if r.subscription_status == "enabled"}
         results: list[Claimed | None] = []
         seen: set[str] = set()
@@ -337,6 +287,42 @@ class AttemptRunner:
     async def _record_sent(
         self, conn: AsyncConnection, sent: list[tuple[Sent, Recorded]], now: datetime
     ) -> None:
+        outcomes: list[tuple[str, str, int, datetime | None, datetime, int | None]] = []
+        for item, record in sent:
+            decision = item.decision
+            next_at: datetime | None = None
+            if decision.outcome == "succeeded":
+                status = "succeeded"
+            elif decision.outcome == "retry" and decision.next_delay_s is not None:
+                status = "pending"
+                next_at = now + timedelta(seconds=decision.next_delay_s)
+                RETRIES_SCHEDULED.inc()
+                record.retries.append((item.claim.delivery_id, item.claim.attempt + 1, next_at))
+            else:
+                status = "failed"
+                GIVE_UPS.inc()
+            outcomes.append(
+                (
+                    item.claim.delivery_id,
+                    status,
+                    item.claim.attempt,
+                    next_at,
+                    item.started_at,
+                    item.result.status_code,
+                )
+            )
+        sql = attempt_statements(conn.dialect.name)
+        names = [f"u_{name}" for name, _ in RECORD_FIELDS]
+        if sql.record_is_bulk:
+            columns = [list(values) for values in zip(*outcomes, strict=True)]
+            await conn.execute(sql.record, {"b_now": now, **dict(zip(names, columns, strict=True))})
+        else:
+            await conn.execute(
+                sql.record,
+                [{"b_now": now, **dict(zip(names, row, strict=True))} for row in outcomes],
+            )
+        # After the delivery rows: the attempts' foreign-key check then finds each row
+        # already locked by this transaction instead of taking a lock of its own.
         await insert_rows(
             conn,
             attempts,
@@ -354,45 +340,6 @@ class AttemptRunner:
                 }
                 for s, _ in sent
             ],
-        )
-        updates: list[dict[str, Any]] = []
-        for item, record in sent:
-            decision = item.decision
-            next_at: datetime | None = None
-            if decision.outcome == "succeeded":
-                status = "succeeded"
-            elif decision.outcome == "retry" and decision.next_delay_s is not None:
-                status = "pending"
-                next_at = now + timedelta(seconds=decision.next_delay_s)
-                RETRIES_SCHEDULED.inc()
-                record.retries.append((item.claim.delivery_id, item.claim.attempt + 1, next_at))
-            else:
-                status = "failed"
-                GIVE_UPS.inc()
-            updates.append(
-                {
-                    "b_id": item.claim.delivery_id,
-                    "b_status": status,
-                    "b_attempt": item.claim.attempt,
-                    "b_next": next_at,
-                    "b_last": item.started_at,
-                    "b_code": item.result.status_code,
-                }
-            )
-        # A delete or disable during the attempt has cancelled the delivery: keep that.
-        await conn.execute(
-            deliveries.update()
-            .where(deliveries.c.id == sa.bindparam("b_id"), deliveries.c.status == "pending")
-            .values(
-                status=sa.bindparam("b_status"),
-                attempt_count=sa.bindparam("b_attempt"),
-                next_attempt_at=sa.bindparam("b_next", type_=deliveries.c.next_attempt_at.type),
-                last_attempt_at=sa.bindparam("b_last", type_=deliveries.c.last_attempt_at.type),
-                last_status_code=sa.bindparam("b_code"),
-                lease_until=None,
-                updated_at=now,
-            ),
-            updates,
         )
         for item, record in sent:
             await self._record_subscription_health(conn, item, now, record)

@@ -1,0 +1,164 @@
+"""The statements a delivery batch runs (lease, read, record), built once per SQL dialect.
+
+Two things matter on PostgreSQL, where every batch of attempts runs them:
+
+* A list of ids is one array parameter (`id = ANY(:ids)`), not an expanding IN list: the
+  statement text is then the same for every batch size, so it is prepared once and
+  PostgreSQL settles on a generic plan instead of planning each batch anew. SQLite has no
+  arrays and keeps the IN list.
+* Rows are found by primary key only. The status test is written so that no index serves it
+  (`status || ''`): the planner's statistics lag behind a burst of new deliveries, and with
+  "few rows are pending" in them it scanned the whole status index (every pending delivery)
+  for each batch.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import cache
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql
+
+from app.store.tables import deliveries, events, subscriptions
+
+
+@dataclass(frozen=True)
+class AttemptStatements:
+    lease_pending: sa.Update  # ids, b_now, b_lease -> (id, attempt_count)
+    unlease: sa.Update  # ids
+    claimed_rows: sa.Select[Any]  # ids -> delivery + subscription + payload
+    cancel: sa.Update  # ids, b_now
+    record: sa.Update  # PostgreSQL: arrays u_*; SQLite: executemany of b_* per row
+    record_is_bulk: bool
+
+
+def _pending(dialect: str) -> sa.ColumnElement[bool]:
+    if dialect == "postgresql":
+        return deliveries.c.status.concat(sa.literal_column("''")) == "pending"
+    return deliveries.c.status == "pending"
+
+
+def _ids_match(dialect: str) -> sa.ColumnElement[bool]:
+    if dialect == "postgresql":
+        ids = sa.bindparam("ids", type_=postgresql.ARRAY(deliveries.c.id.type))
+        return deliveries.c.id == sa.any_(ids)
+    return deliveries.c.id.in_(sa.bindparam("ids", expanding=True))
+
+
+_TIME = deliveries.c.lease_until.type
+
+
+@cache
+def attempt_statements(dialect: str) -> AttemptStatements:
+    ids_match = _ids_match(dialect)
+    pending = _pending(dialect)
+    lease_pending = (
+        deliveries.update()
+        .where(
+            ids_match,
+            pending,
+            sa.or_(
+                deliveries.c.lease_until.is_(None),
+                deliveries.c.lease_until < sa.bindparam("b_now", type_=_TIME),
+            ),
+        )
+        .values(lease_until=sa.bindparam("b_lease", type_=_TIME))
+        .returning(deliveries.c.id, deliveries.c.attempt_count)
+    )
+    claimed_rows = (
+        sa.select(
+            deliveries.c.id,
+            deliveries.c.attempt_count,
+            deliveries.c.tenant_id,
+            deliveries.c.event_id,
+            deliveries.c.subscription_id,
+            subscriptions.c.status.label("subscription_status"),
+            subscriptions.c.url,
+            subscriptions.c.headers,
+            subscriptions.c.secret,
+            subscriptions.c.previous_secret,
+            subscriptions.c.previous_secret_expires_at,
+            subscriptions.c.timeout_s,
+            subscriptions.c.max_in_flight,
+            subscriptions.c.rate_limit_per_s,
+            subscriptions.c.consecutive_failures,
+            subscriptions.c.failing_since,
+            events.c.payload,
+        )
+        .join(subscriptions, subscriptions.c.id == deliveries.c.subscription_id)
+        .join(events, events.c.id == deliveries.c.event_id)
+        .where(ids_match)
+    )
+    cancel = (
+        deliveries.update()
+        .where(ids_match)
+        .values(
+            status="cancelled",
+            next_attempt_at=None,
+            lease_until=None,
+            updated_at=sa.bindparam("b_now", type_=_TIME),
+        )
+    )
+    return AttemptStatements(
+        lease_pending=lease_pending,
+        unlease=deliveries.update().where(ids_match).values(lease_until=None),
+        claimed_rows=claimed_rows,
+        cancel=cancel,
+        record=_record(dialect),
+        record_is_bulk=dialect == "postgresql",
+    )
+
+
+# The outcome of each attempt: (parameter, column type) in the order of _record's values.
+RECORD_FIELDS = (
+    ("id", deliveries.c.id.type),
+    ("status", deliveries.c.status.type),
+    ("attempt", deliveries.c.attempt_count.type),
+    ("next", _TIME),
+    ("last", _TIME),
+    ("code", deliveries.c.last_status_code.type),
+)
+
+
+def _record(dialect: str) -> sa.Update:
+    """A delete or disable during the attempt has cancelled the delivery: keep that."""
+    if dialect == "postgresql":
+        # One statement for the whole batch: a row of arrays, joined to deliveries by id.
+        outcome = (
+            sa.func.unnest(
+                *(
+                    sa.bindparam(f"u_{name}", type_=postgresql.ARRAY(type_))
+                    for name, type_ in RECORD_FIELDS
+                )
+            )
+            .table_valued(*(sa.column(name, type_) for name, type_ in RECORD_FIELDS))
+            .render_derived()
+        )
+        return (
+            deliveries.update()
+            .where(deliveries.c.id == outcome.c.id, _pending(dialect))
+            .values(
+                status=outcome.c.status,
+                attempt_count=outcome.c.attempt,
+                next_attempt_at=outcome.c.next,
+                last_attempt_at=outcome.c.last,
+                last_status_code=outcome.c.code,
+                lease_until=None,
+                updated_at=sa.bindparam("b_now", type_=_TIME),
+            )
+        )
+    return (
+        deliveries.update()
+        .where(deliveries.c.id == sa.bindparam("u_id"), _pending(dialect))
+        .values(
+            status=sa.bindparam("u_status"),
+            attempt_count=sa.bindparam("u_attempt"),
+            next_attempt_at=sa.bindparam("u_next", type_=_TIME),
+            last_attempt_at=sa.bindparam("u_last", type_=_TIME),
+            last_status_code=sa.bindparam("u_code"),
+            lease_until=None,
+            updated_at=sa.bindparam("b_now", type_=_TIME),
+        )
+    )
