@@ -36,7 +36,12 @@ from app.metrics import (
 )
 from app.security.secret_box import SecretBox
 from app.settings import Settings
-from app.store.attempt_sql import RECORD_FIELDS, attempt_statements
+from app.store.attempt_sql import (
+    ATTEMPT_COLUMNS,
+    RECORD_FIELDS,
+    attempt_key,
+    attempt_statements,
+)
 from app.store.audit import record_audit
 from app.store.bulk import insert_rows
 from app.store.subscriptions import cancel_pending_deliveries
@@ -118,6 +123,8 @@ class AttemptRunner:
         self.secret_box = secret_box
         self.settings = settings
         self.rng = rng or random.Random()  # noqa: S311 - jitter, not security
+        # For single statements that need no transaction around them (no BEGIN/COMMIT).
+        self.autocommit = engine.execution_options(isolation_level="AUTOCOMMIT")
         self._claims: MicroBatcher[AttemptRef, Claimed | None] = MicroBatcher(self._claim_batch)
         self._records: MicroBatcher[Sent | Throttled, Recorded] = MicroBatcher(self._record_batch)
         self.slots = SlotWaiter(limiter, self.rng)
@@ -149,31 +156,34 @@ class AttemptRunner:
         now = utcnow()
         # Long enough for the slowest attempt allowed; released as soon as it is recorded.
         lease_until = now + timedelta(seconds=self.settings.delivery_timeout_s + LEASE_MARGIN_S)
-        wanted: dict[str, set[int]] = {}
-        for delivery_id, attempt in refs:
-            wanted.setdefault(delivery_id, set()).add(attempt - 1)
-        async with self.engine.begin() as conn:
-            sql = attempt_statements(conn.dialect.name)
-            leased = (
-                await conn.execute(
-                    sql.lease_pending,
-                    {"ids": sorted(wanted), "b_now": now, "b_lease": lease_until},
+        lease = {
+            "ids": sorted({delivery_id for delivery_id, _ in refs}),
+            "keys": sorted(
+                {attempt_key(delivery_id, attempt - 1) for delivery_id, attempt in refs}
+            ),
+            "b_now": now,
+            "b_lease": lease_until,
+        }
+        sql = attempt_statements(self.engine.dialect.name)
+        if sql.lease_and_read is not None:
+            # One statement, no transaction around it: a round trip instead of four.
+            async with self.autocommit.connect() as conn:
+                rows = (await conn.execute(sql.lease_and_read, lease)).all()
+                orphaned = [r.id for r in rows if r.subscription_status != "enabled"]
+                if orphaned:
+                    await conn.execute(sql.cancel, {"ids": orphaned, "b_now": now})
+        else:
+            async with self.engine.begin() as conn:
+                leased = (await conn.execute(sql.lease_pending, lease)).all()
+                rows = (
+                    (await conn.execute(sql.claimed_rows, {"ids": [r.id for r in leased]})).all()
+                    if leased
+                    else []
                 )
-            ).all()
-            claimed_ids = sorted(r.id for r in leased if r.attempt_count in wanted[r.id])
-            stale = sorted(r.id for r in leased if r.attempt_count not in wanted[r.id])
-            if stale:
-                # Its job is for an attempt that is no longer the next one: hand the row back.
-                await conn.execute(sql.unlease, {"ids": stale})
-            rows = (
-                (await conn.execute(sql.claimed_rows, {"ids": claimed_ids})).all()
-                if claimed_ids
-                else []
-            )
-            orphaned = [r.id for r in rows if r.subscription_status != "enabled"]
-            if orphaned:
-                # The subscription was disabled or deleted after this job was queued.
-                await conn.execute(sql.cancel, {"ids": orphaned, "b_now": now})
+                orphaned = [r.id for r in rows if r.subscription_status != "enabled"]
+                if orphaned:
+                    # The subscription was disabled or deleted after this job was queued.
+                    await conn.execute(sql.cancel, {"ids": orphaned, "b_now": now})
         by_id = {r.id: self._claimed(r) for r in rows if r.subscription_status == "enabled"}
         results: list[Claimed | None] = []
         seen: set[str] = set()
@@ -262,87 +272,91 @@ class AttemptRunner:
         return Sent(claim, started_at, result, decision)
 
     async def _record_batch(self, outcomes: list[Sent | Throttled]) -> list[Recorded]:
-        """One transaction for every attempt that finished at about the same time."""
+        """One transaction (or statement) for every attempt that finished at about the same
+        time: the deliveries' new state and the attempt rows."""
         now = utcnow()
         recorded = [Recorded() for _ in outcomes]
+        sent: list[tuple[Sent, Recorded]] = []
+        throttled: list[tuple[Throttled, Recorded]] = []
+        for outcome, record in zip(outcomes, recorded, strict=True):
+            if isinstance(outcome, Sent):
+                sent.append((outcome, record))
+            else:
+                throttled.append((outcome, record))
+        state = [self._new_state(item, record, now) for item, record in sent]
+        rows = [_attempt_row(item) for item, _ in sent]
+        sql = attempt_statements(self.engine.dialect.name)
+        if (
+            sql.record_with_attempts is not None
+            and sent
+            and not throttled
+            and not any(_changes_health(item) for item, _ in sent)
+        ):
+            # The usual batch: one statement, no transaction around it.
+            async with self.autocommit.connect() as conn:
+                await conn.execute(
+                    sql.record_with_attempts,
+                    {"b_now": now, **_columns("u_", RECORD_NAMES, state)}
+                    | _columns("a_", ATTEMPT_COLUMNS, rows),
+                )
+            return recorded
         async with self.engine.begin() as conn:
-            for outcome, record in zip(outcomes, recorded, strict=True):
-                if isinstance(outcome, Throttled):
-                    wait = timedelta(milliseconds=max(outcome.retry_in_ms, 50))
-                    await conn.execute(
-                        deliveries.update()
-                        .where(deliveries.c.id == outcome.claim.delivery_id)
-                        .values(lease_until=None, next_attempt_at=now + wait, updated_at=now)
-                    )
-                    record.throttled.append(outcome)
-            sent = [
-                (outcome, record)
-                for outcome, record in zip(outcomes, recorded, strict=True)
-                if isinstance(outcome, Sent)
-            ]
-            if sent:
-                await self._record_sent(conn, sent, now)
+            for refused, record in throttled:
+                wait = timedelta(milliseconds=max(refused.retry_in_ms, 50))
+                await conn.execute(
+                    deliveries.update()
+                    .where(deliveries.c.id == refused.claim.delivery_id)
+                    .values(lease_until=None, next_attempt_at=now + wait, updated_at=now)
+                )
+                record.throttled.append(refused)
+            if not sent:
+                return recorded
+            if sql.record_is_bulk:
+                await conn.execute(
+                    sql.record, {"b_now": now, **_columns("u_", RECORD_NAMES, state)}
+                )
+            else:
+                await conn.execute(
+                    sql.record,
+                    [
+                        {
+                            "b_now": now,
+                            **{f"u_{n}": v for n, v in zip(RECORD_NAMES, row, strict=True)},
+                        }
+                        for row in state
+                    ],
+                )
+            # After the delivery rows: the attempts' foreign-key check then finds each row
+            # already locked by this transaction instead of taking a lock of its own.
+            await insert_rows(
+                conn, attempts, [dict(zip(ATTEMPT_COLUMNS, row, strict=True)) for row in rows]
+            )
+            for item, record in sent:
+                await self._record_subscription_health(conn, item, now, record)
         return recorded
 
-    async def _record_sent(
-        self, conn: AsyncConnection, sent: list[tuple[Sent, Recorded]], now: datetime
-    ) -> None:
-        outcomes: list[tuple[str, str, int, datetime | None, datetime, int | None]] = []
-        for item, record in sent:
-            decision = item.decision
-            next_at: datetime | None = None
-            if decision.outcome == "succeeded":
-                status = "succeeded"
-            elif decision.outcome == "retry" and decision.next_delay_s is not None:
-                status = "pending"
-                next_at = now + timedelta(seconds=decision.next_delay_s)
-                RETRIES_SCHEDULED.inc()
-                record.retries.append((item.claim.delivery_id, item.claim.attempt + 1, next_at))
-            else:
-                status = "failed"
-                GIVE_UPS.inc()
-            outcomes.append(
-                (
-                    item.claim.delivery_id,
-                    status,
-                    item.claim.attempt,
-                    next_at,
-                    item.started_at,
-                    item.result.status_code,
-                )
-            )
-        sql = attempt_statements(conn.dialect.name)
-        names = [f"u_{name}" for name, _ in RECORD_FIELDS]
-        if sql.record_is_bulk:
-            columns = [list(values) for values in zip(*outcomes, strict=True)]
-            await conn.execute(sql.record, {"b_now": now, **dict(zip(names, columns, strict=True))})
+    def _new_state(self, item: Sent, record: Recorded, now: datetime) -> tuple[Any, ...]:
+        """The delivery's row after this attempt, in RECORD_FIELDS order; counts the outcome."""
+        decision = item.decision
+        next_at: datetime | None = None
+        if decision.outcome == "succeeded":
+            status = "succeeded"
+        elif decision.outcome == "retry" and decision.next_delay_s is not None:
+            status = "pending"
+            next_at = now + timedelta(seconds=decision.next_delay_s)
+            RETRIES_SCHEDULED.inc()
+            record.retries.append((item.claim.delivery_id, item.claim.attempt + 1, next_at))
         else:
-            await conn.execute(
-                sql.record,
-                [{"b_now": now, **dict(zip(names, row, strict=True))} for row in outcomes],
-            )
-        # After the delivery rows: the attempts' foreign-key check then finds each row
-        # already locked by this transaction instead of taking a lock of its own.
-        await insert_rows(
-            conn,
-            attempts,
-            [
-                {
-                    "id": new_id("att"),
-                    "delivery_id": s.claim.delivery_id,
-                    "tenant_id": s.claim.tenant_id,
-                    "attempt": s.claim.attempt,
-                    "started_at": s.started_at,
-                    "duration_ms": s.result.duration_ms,
-                    "status_code": s.result.status_code,
-                    "error": _error_text(s.result),
-                    "response_body": (s.result.body_head or "")[:RESPONSE_BODY_LIMIT] or None,
-                }
-                for s, _ in sent
-            ],
+            status = "failed"
+            GIVE_UPS.inc()
+        return (
+            item.claim.delivery_id,
+            status,
+            item.claim.attempt,
+            next_at,
+            item.started_at,
+            item.result.status_code,
         )
-        for item, record in sent:
-            await self._record_subscription_health(conn, item, now, record)
 
     async def _record_subscription_health(
         self, conn: AsyncConnection, sent: Sent, now: datetime, recorded: Recorded
@@ -434,6 +448,39 @@ async def disable_failing_subscription(
             subscription_id=subscription_id, reason=reason, disabled_at=now
         ),
         source=EventSource(source_id=None, provider=None, method="api"),
+    )
+
+
+RECORD_NAMES = tuple(name for name, _ in RECORD_FIELDS)
+
+
+def _attempt_row(item: Sent) -> tuple[Any, ...]:
+    """The attempt's history row, in ATTEMPT_COLUMNS order."""
+    return (
+        new_id("att"),
+        item.claim.delivery_id,
+        item.claim.tenant_id,
+        item.claim.attempt,
+        item.started_at,
+        item.result.duration_ms,
+        item.result.status_code,
+        _error_text(item.result),
+        (item.result.body_head or "")[:RESPONSE_BODY_LIMIT] or None,
+    )
+
+
+def _columns(prefix: str, names: Sequence[str], rows: list[tuple[Any, ...]]) -> dict[str, Any]:
+    """Rows as one list per column, keyed `{prefix}{name}`: the arrays of an unnest()."""
+    return {f"{prefix}{name}": [row[i] for row in rows] for i, name in enumerate(names)}
+
+
+def _changes_health(item: Sent) -> bool:
+    """Whether recording this attempt also writes its subscription's failure streak."""
+    claim = item.claim
+    return (
+        item.decision.outcome != "succeeded"
+        or bool(claim.consecutive_failures)
+        or claim.failing_since is not None
     )
 
 

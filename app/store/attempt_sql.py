@@ -21,16 +21,20 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql
 
-from app.store.tables import deliveries, events, subscriptions
+from app.store.bulk import unnest_insert
+from app.store.tables import attempts, deliveries, events, subscriptions
 
 
 @dataclass(frozen=True)
 class AttemptStatements:
-    lease_pending: sa.Update  # ids, b_now, b_lease -> (id, attempt_count)
-    unlease: sa.Update  # ids
+    lease_pending: sa.Update  # ids, keys, b_now, b_lease -> (id, attempt_count)
     claimed_rows: sa.Select[Any]  # ids -> delivery + subscription + payload
+    # PostgreSQL: lease_pending and claimed_rows as one statement (ids, keys, b_now, b_lease).
+    lease_and_read: sa.Select[Any] | None
     cancel: sa.Update  # ids, b_now
-    record: sa.Update  # PostgreSQL: arrays u_*; SQLite: executemany of b_* per row
+    record: sa.Update  # PostgreSQL: arrays u_*; SQLite: executemany of u_* per row
+    # PostgreSQL: record plus the attempt rows (arrays a_*) as one statement.
+    record_with_attempts: sa.Insert | None
     record_is_bulk: bool
 
 
@@ -40,11 +44,23 @@ def _pending(dialect: str) -> sa.ColumnElement[bool]:
     return deliveries.c.status == "pending"
 
 
-def _ids_match(dialect: str) -> sa.ColumnElement[bool]:
+def _in_list(dialect: str, column: sa.ColumnElement[str], name: str) -> sa.ColumnElement[bool]:
     if dialect == "postgresql":
-        ids = sa.bindparam("ids", type_=postgresql.ARRAY(deliveries.c.id.type))
-        return deliveries.c.id == sa.any_(ids)
-    return deliveries.c.id.in_(sa.bindparam("ids", expanding=True))
+        return column == sa.any_(sa.bindparam(name, type_=postgresql.ARRAY(sa.String())))
+    return column.in_(sa.bindparam(name, expanding=True))
+
+
+def _ids_match(dialect: str) -> sa.ColumnElement[bool]:
+    return _in_list(dialect, deliveries.c.id, "ids")
+
+
+def _attempt_key() -> sa.ColumnElement[str]:
+    """`{delivery id}:{attempts made}`: which attempt a job is for, as one comparable value."""
+    return deliveries.c.id.concat(":").concat(sa.cast(deliveries.c.attempt_count, sa.String()))
+
+
+def attempt_key(delivery_id: str, attempts_made: int) -> str:
+    return f"{delivery_id}:{attempts_made}"
 
 
 _TIME = deliveries.c.lease_until.type
@@ -58,6 +74,8 @@ def attempt_statements(dialect: str) -> AttemptStatements:
         deliveries.update()
         .where(
             ids_match,
+            # Only the attempt the job is for: a job for an attempt already made leases nothing.
+            _in_list(dialect, _attempt_key(), "keys"),
             pending,
             sa.or_(
                 deliveries.c.lease_until.is_(None),
@@ -67,13 +85,48 @@ def attempt_statements(dialect: str) -> AttemptStatements:
         .values(lease_until=sa.bindparam("b_lease", type_=_TIME))
         .returning(deliveries.c.id, deliveries.c.attempt_count)
     )
-    claimed_rows = (
+    claimed_rows = _claimed_rows(deliveries).where(ids_match)
+    lease_and_read: sa.Select[Any] | None = None
+    if dialect == "postgresql":
+        leased = lease_pending.returning(
+            deliveries.c.tenant_id, deliveries.c.event_id, deliveries.c.subscription_id
+        ).cte("leased")
+        lease_and_read = _claimed_rows(leased)
+    cancel = (
+        deliveries.update()
+        .where(ids_match)
+        .values(
+            status="cancelled",
+            next_attempt_at=None,
+            lease_until=None,
+            updated_at=sa.bindparam("b_now", type_=_TIME),
+        )
+    )
+    record = _record(dialect)
+    return AttemptStatements(
+        lease_pending=lease_pending,
+        claimed_rows=claimed_rows,
+        lease_and_read=lease_and_read,
+        cancel=cancel,
+        record=record,
+        record_with_attempts=(
+            unnest_insert(attempts, ATTEMPT_COLUMNS).add_cte(record.cte("recorded"))
+            if dialect == "postgresql"
+            else None
+        ),
+        record_is_bulk=dialect == "postgresql",
+    )
+
+
+def _claimed_rows(source: sa.TableClause | sa.CTE) -> sa.Select[Any]:
+    """What an attempt needs: the delivery, its subscription's settings, the event's body."""
+    return (
         sa.select(
-            deliveries.c.id,
-            deliveries.c.attempt_count,
-            deliveries.c.tenant_id,
-            deliveries.c.event_id,
-            deliveries.c.subscription_id,
+            source.c.id,
+            source.c.attempt_count,
+            source.c.tenant_id,
+            source.c.event_id,
+            source.c.subscription_id,
             subscriptions.c.status.label("subscription_status"),
             subscriptions.c.url,
             subscriptions.c.headers,
@@ -87,28 +140,24 @@ def attempt_statements(dialect: str) -> AttemptStatements:
             subscriptions.c.failing_since,
             events.c.payload,
         )
-        .join(subscriptions, subscriptions.c.id == deliveries.c.subscription_id)
-        .join(events, events.c.id == deliveries.c.event_id)
-        .where(ids_match)
+        .select_from(source)
+        .join(subscriptions, subscriptions.c.id == source.c.subscription_id)
+        .join(events, events.c.id == source.c.event_id)
     )
-    cancel = (
-        deliveries.update()
-        .where(ids_match)
-        .values(
-            status="cancelled",
-            next_attempt_at=None,
-            lease_until=None,
-            updated_at=sa.bindparam("b_now", type_=_TIME),
-        )
-    )
-    return AttemptStatements(
-        lease_pending=lease_pending,
-        unlease=deliveries.update().where(ids_match).values(lease_until=None),
-        claimed_rows=claimed_rows,
-        cancel=cancel,
-        record=_record(dialect),
-        record_is_bulk=dialect == "postgresql",
-    )
+
+
+# The attempt rows of a batch, in this column order (arrays a_*).
+ATTEMPT_COLUMNS = (
+    "id",
+    "delivery_id",
+    "tenant_id",
+    "attempt",
+    "started_at",
+    "duration_ms",
+    "status_code",
+    "error",
+    "response_body",
+)
 
 
 # The outcome of each attempt: (parameter, column type) in the order of _record's values.

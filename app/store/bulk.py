@@ -19,7 +19,8 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 
 @cache
-def _unnest_insert(table: sa.Table, columns: tuple[str, ...]) -> sa.Insert:
+def unnest_insert(table: sa.Table, columns: tuple[str, ...]) -> sa.Insert:
+    """PostgreSQL: INSERT of the rows given as one array per column, parameters `a_{column}`."""
     # asyncpg's dialect casts each parameter to its array type, so unnest() knows its type.
     arrays = [
         sa.func.unnest(sa.bindparam(f"a_{name}", type_=postgresql.ARRAY(table.c[name].type)))
@@ -39,6 +40,6 @@ async def insert_rows(
         return
     columns = tuple(rows[0])
     await conn.execute(
-        _unnest_insert(table, columns),
+        unnest_insert(table, columns),
         {f"a_{name}": [row[name] for row in rows] for name in columns},
     )
