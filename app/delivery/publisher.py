@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Coroutine
 
 from arq.connections import ArqRedis
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -14,14 +15,17 @@ from app.delivery.fanout import (
     enqueue_published_batch,
     write_events,
 )
+from app.delivery.jobs import FIRST_ATTEMPTS_PER_JOB
 from app.delivery.micro_batch import GroupCommit
 
 # Batches stay small enough that one transaction is short (a few ms on PostgreSQL) and
 # large enough to carry every request of a busy moment.
 MAX_EVENTS_PER_COMMIT = 200
-# Committed events wait this long for company before their first attempts are enqueued:
-# a job costs a worker about as much as several attempts, so jobs should carry several.
-ENQUEUE_LINGER_S = 0.005
+# Committed events wait up to this long for company before their first attempts are
+# enqueued (at once when a full job's worth of deliveries is waiting): a job costs a worker
+# about as much as several attempts, and measured at 1,300 events/s, jobs of ~31 attempts
+# (this linger) instead of ~11 (5 ms) gave 15 % more deliveries per second.
+ENQUEUE_LINGER_S = 0.015
 
 
 class EventPublisher:
@@ -39,8 +43,10 @@ class EventPublisher:
         self._commits: GroupCommit[EventDraft, Published] = GroupCommit(
             self._write, max_size=MAX_EVENTS_PER_COMMIT, max_concurrent=8
         )
-        # Committed, first attempts not yet queued; one task hands them over after the linger.
+        # Committed, first attempts not yet queued, and how many deliveries that is.
         self._to_enqueue: list[Published] = []
+        self._waiting_deliveries = 0
+        self._lingering = False
         self._enqueues: set[asyncio.Task[None]] = set()
 
     async def publish(self, draft: EventDraft) -> Published:
@@ -53,23 +59,33 @@ class EventPublisher:
         count_published(published)
         # After the commit and off the requests' path; should it never happen (process
         # stopped, Redis down), the sweeper finds the deliveries due and enqueues them.
-        lingering = bool(self._to_enqueue)
         self._to_enqueue.extend(published)
-        if len(self._to_enqueue) >= MAX_EVENTS_PER_COMMIT:
-            self._start_enqueue(0.0)
-        elif not lingering:
-            self._start_enqueue(ENQUEUE_LINGER_S)
+        self._waiting_deliveries += sum(len(p.delivery_ids) for p in published)
+        if (
+            self._waiting_deliveries >= FIRST_ATTEMPTS_PER_JOB
+            or len(self._to_enqueue) >= MAX_EVENTS_PER_COMMIT
+        ):
+            self._track(self._enqueue(self._take()))
+        elif not self._lingering:
+            self._lingering = True
+            self._track(self._enqueue_after_linger())
         return published
 
-    def _start_enqueue(self, linger_s: float) -> None:
-        task = asyncio.create_task(self._enqueue_after(linger_s))
+    def _take(self) -> list[Published]:
+        batch, self._to_enqueue, self._waiting_deliveries = self._to_enqueue, [], 0
+        return batch
+
+    def _track(self, work: Coroutine[None, None, None]) -> None:
+        task = asyncio.create_task(work)
         self._enqueues.add(task)
         task.add_done_callback(self._enqueues.discard)
 
-    async def _enqueue_after(self, linger_s: float) -> None:
-        if linger_s:
-            await asyncio.sleep(linger_s)
-        batch, self._to_enqueue = self._to_enqueue, []
+    async def _enqueue_after_linger(self) -> None:
+        await asyncio.sleep(ENQUEUE_LINGER_S)
+        self._lingering = False
+        await self._enqueue(self._take())
+
+    async def _enqueue(self, batch: list[Published]) -> None:
         if batch:
             await enqueue_published_batch(self._queue, batch)
 
