@@ -26,6 +26,8 @@ DEFAULT_POOL_LIMIT: Final = 256
 # the *filtered* resolver output, so a cached entry can never point at a refused address.
 DNS_CACHE_TTL_S: Final = 10
 _DETAIL_MAX_CHARS: Final = 200
+# Parsed and vetted URLs kept per client: a subscription's URL is checked once, not per POST.
+VETTED_URLS_KEPT: Final = 4096
 
 # aiohttp only needs its closed-SSL-transport sweeper on Pythons with the cpython#118960 leak,
 # and warns (DeprecationWarning) when asked for it on fixed ones.
@@ -141,6 +143,7 @@ class WebhookClient:
         self._pool_limit = pool_limit
         self._resolver: GuardedResolver | None = None
         self._session: aiohttp.ClientSession | None = None
+        self._vetted: dict[str, tuple[URL | None, tuple[str, str] | None]] = {}
 
     async def start(self) -> None:
         if self._session is not None:
@@ -186,6 +189,26 @@ class WebhookClient:
     ) -> None:
         await self.close()
 
+    def _vet(self, url: str) -> tuple[URL | None, tuple[str, str] | None]:
+        """The parsed URL, or why it is refused before any connection: (error, detail)."""
+        try:
+            target = URL(url)
+        except (ValueError, TypeError):
+            return None, ("invalid_url", "URL is malformed")
+        host = target.raw_host
+        if target.scheme not in ("http", "https"):
+            return None, ("invalid_url", "URL scheme must be http or https")
+        if not host:
+            return None, ("invalid_url", "URL has no host")
+        # aiohttp skips the resolver for IP-literal hosts (connector.py _resolve_host), so they
+        # are vetted here. parse_ip_host also reads "0x7f.1"-style forms some resolvers accept.
+        literal = parse_ip_host(host)
+        if literal is not None:
+            reason = self._policy.refusal_reason(literal)
+            if reason is not None:
+                return None, ("ssrf_refused", f"{host} is {_with_article(reason)}")
+        return target, None
+
     async def post(
         self, url: str, body: bytes, headers: Mapping[str, str], *, timeout_s: float
     ) -> PostResult:
@@ -217,25 +240,17 @@ class WebhookClient:
         headers: Mapping[str, str],
         timeout_s: float,
     ) -> tuple[int | None, str | None, str | None, str | None, str | None]:
-        try:
-            target = URL(url)
-        except (ValueError, TypeError):
-            return None, None, None, "invalid_url", "URL is malformed"
-        host = target.raw_host
-        if target.scheme not in ("http", "https"):
-            return None, None, None, "invalid_url", "URL scheme must be http or https"
-        if not host:
-            return None, None, None, "invalid_url", "URL has no host"
-        port = target.port
-        where = f"{host}:{port}"
-
-        # aiohttp skips the resolver for IP-literal hosts (connector.py _resolve_host), so they
-        # are vetted here. parse_ip_host also reads "0x7f.1"-style forms some resolvers accept.
-        literal = parse_ip_host(host)
-        if literal is not None:
-            reason = self._policy.refusal_reason(literal)
-            if reason is not None:
-                return None, None, None, "ssrf_refused", f"{host} is {_with_article(reason)}"
+        vetted = self._vetted.get(url)
+        if vetted is None:
+            if len(self._vetted) >= VETTED_URLS_KEPT:
+                self._vetted.clear()
+            vetted = self._vetted[url] = self._vet(url)
+        target, refusal = vetted
+        if refusal is not None:
+            return None, None, None, *refusal
+        assert target is not None
+        host = target.raw_host or ""
+        where = f"{host}:{target.port}"
 
         request_headers = CIMultiDict(headers)
         # Without it aiohttp advertises gzip/deflate, and with auto_decompress off the recorded

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import functools
 import hashlib
 import hmac
 import re
@@ -111,6 +112,8 @@ def verify(
         raise SignatureMismatch(NO_SIGNATURE_MATCHES)
 
 
+# Every delivery signs with its subscription's key: decode each secret once per process.
+@functools.lru_cache(maxsize=4096)
 def _secret_key(secret: str) -> bytes:
     encoded = secret.strip().removeprefix(WHSEC_PREFIX)
     try:

@@ -119,7 +119,10 @@ def attempt_statements(dialect: str) -> AttemptStatements:
 
 
 def _claimed_rows(source: sa.TableClause | sa.CTE) -> sa.Select[Any]:
-    """What an attempt needs: the delivery, its subscription's settings, the event's body."""
+    """What an attempt needs: the delivery, its subscription's settings, the event's body.
+
+    AttemptRunner._claimed unpacks these columns by position: keep the order.
+    """
     return (
         sa.select(
             source.c.id,
