@@ -13,7 +13,15 @@ async def test_attempts_admitted_together_respect_each_subscriptions_cap(
     queue: ArqRedis,
 ) -> None:
     limiter = SubscriptionLimiter(queue)
-    asks = [("sub_a", f"a{i}", 2) for i in range(4)] + [("sub_b", "b0", 1), ("sub_b", "b1", 1)]
+    # Interleaved: the call groups attempts by subscription, answers go back in asking order.
+    asks = [
+        ("sub_a", "a0", 2),
+        ("sub_b", "b0", 1),
+        ("sub_a", "a1", 2),
+        ("sub_b", "b1", 1),
+        ("sub_a", "a2", 2),
+        ("sub_a", "a3", 2),
+    ]
     admissions = await asyncio.gather(
         *(
             limiter.acquire(sub, token, max_in_flight=cap, rate_limit_per_s=None, lease_s=30)
