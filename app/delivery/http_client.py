@@ -297,7 +297,8 @@ async def _read_body_head(
         problem = f"response body not received within {timeout_s:g} s"
     except (aiohttp.ClientError, OSError) as exc:
         problem = f"response body cut short ({type(exc).__name__})"
-    return head.decode("utf-8", errors="replace"), problem
+    # SQL text cannot hold NUL (PostgreSQL refuses it): a binary body is recorded readable.
+    return head.decode("utf-8", errors="replace").replace("\x00", "\ufffd"), problem
 
 
 def _classify(exc: Exception, host: str, where: str, timeout_s: float) -> tuple[str | None, str]:

@@ -245,3 +245,26 @@ async def test_behind_slow_slots_a_delivery_goes_back_to_the_queue_until_they_ca
     # Plus jitter (0.5-2.5 s) and a spread over the queue ahead (one waiter, 1.2 s / 2 slots).
     assert expected_wait_s + 0.5 - 0.3 < due_in < expected_wait_s + 2.5 + 0.6 + 0.3
     assert await runner.queue.zcard(QUEUE_NAME) == 1
+
+
+async def test_a_binary_response_body_is_recorded_without_nul_characters(
+    runner: AttemptRunner, engine: AsyncEngine, tenant_id: str, receiver: Receiver
+) -> None:
+    """SQL text cannot hold NUL: a receiver answering with binary bytes (a gzip body, say)
+    must not make the record fail, which would leave the delivery to be sent again."""
+
+    async def binary(_request: web.Request, _nth: int) -> web.Response:
+        return web.Response(status=200, body=b"\x1f\x8b\x08\x00ok\x00\xff")
+
+    receiver.behaviours["/binary"] = binary
+    [delivery] = await _deliveries_to(engine, tenant_id, receiver.url("/binary"), 1)
+    assert await runner.run([(delivery, 1)]) == 1
+    assert await _status(engine, delivery) == ("succeeded", 1)
+    async with engine.connect() as conn:
+        body = (
+            await conn.execute(
+                sa.select(attempts.c.response_body).where(attempts.c.delivery_id == delivery)
+            )
+        ).scalar_one()
+    assert "\x00" not in body
+    assert "ok" in body
