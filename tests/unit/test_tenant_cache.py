@@ -39,60 +39,55 @@ async def test_ttl_zero_always_asks() -> None:
     assert calls == 3
 
 
-async def test_requests_arriving_while_an_entry_is_looked_up_share_the_lookup() -> None:
-    calls = 0
-    answer: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
+class PendingLookup:
+    """A lookup that answers when the test says so, and counts how often it was asked."""
 
-    async def lookup(_: str) -> bool:
-        nonlocal calls
-        calls += 1
-        return await answer
+    def __init__(self) -> None:
+        self.calls = 0
+        self.answer: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
 
-    cache = TenantCache(ttl_s=60)
-    asking = [asyncio.create_task(cache.is_enabled("ten_1", lookup)) for _ in range(20)]
+    async def __call__(self, _: str) -> bool:
+        self.calls += 1
+        return await self.answer
+
+
+async def ask_together(
+    cache: TenantCache, lookup: PendingLookup, n: int
+) -> list[asyncio.Task[bool]]:
+    asking = [asyncio.create_task(cache.is_enabled("ten_1", lookup)) for _ in range(n)]
     await asyncio.sleep(0)
-    answer.set_result(True)
+    return asking
+
+
+async def test_requests_arriving_while_an_entry_is_looked_up_share_the_lookup() -> None:
+    lookup = PendingLookup()
+    cache = TenantCache(ttl_s=60)
+    asking = await ask_together(cache, lookup, 20)
+    lookup.answer.set_result(True)
     assert await asyncio.gather(*asking) == [True] * 20
-    assert calls == 1
+    assert lookup.calls == 1
 
 
 async def test_a_failed_lookup_fails_every_request_waiting_for_it_and_is_not_kept() -> None:
-    calls = 0
-    answer: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
-
-    async def lookup(_: str) -> bool:
-        nonlocal calls
-        calls += 1
-        return await answer
-
+    lookup = PendingLookup()
     cache = TenantCache(ttl_s=60)
-    asking = [asyncio.create_task(cache.is_enabled("ten_1", lookup)) for _ in range(3)]
-    await asyncio.sleep(0)
-    answer.set_exception(ConnectionError("database down"))
+    asking = await ask_together(cache, lookup, 3)
+    lookup.answer.set_exception(ConnectionError("database down"))
     results = await asyncio.gather(*asking, return_exceptions=True)
     assert all(isinstance(r, ConnectionError) for r in results)
+    assert lookup.calls == 1
 
-    async def healthy(_: str) -> bool:
-        nonlocal calls
-        calls += 1
-        return False
-
+    healthy = PendingLookup()
+    healthy.answer.set_result(False)
     assert not await cache.is_enabled("ten_1", healthy)  # asked again, not a cached failure
-    assert calls == 2
+    assert healthy.calls == 1
 
 
 async def test_a_request_that_gives_up_does_not_fail_the_others_waiting_with_it() -> None:
-    answer: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
-
-    async def lookup(_: str) -> bool:
-        return await answer
-
+    lookup = PendingLookup()
     cache = TenantCache(ttl_s=60)
-    first = asyncio.create_task(cache.is_enabled("ten_1", lookup))
-    await asyncio.sleep(0)
-    second = asyncio.create_task(cache.is_enabled("ten_1", lookup))
-    await asyncio.sleep(0)
+    [first, second] = await ask_together(cache, lookup, 2)
     first.cancel()  # its client went away
-    answer.set_result(True)
+    lookup.answer.set_result(True)
     assert await second
     assert first.cancelled()
