@@ -36,14 +36,9 @@ from app.metrics import (
 )
 from app.security.secret_box import SecretBox
 from app.settings import Settings
-from app.store.attempt_sql import (
-    ATTEMPT_COLUMNS,
-    RECORD_FIELDS,
-    attempt_key,
-    attempt_statements,
-)
+from app.store.attempt_sql import attempt_key, attempt_statements, record_params
 from app.store.audit import record_audit
-from app.store.bulk import insert_rows
+from app.store.bulk import column_arrays, insert_rows
 from app.store.subscriptions import cancel_pending_deliveries
 from app.store.tables import attempts, deliveries, subscriptions
 from contracts.canonical import EventSource, SubscriptionDisabledData
@@ -318,7 +313,8 @@ class AttemptRunner:
                 throttled.append((outcome, record))
         state = [self._new_state(item, record, now) for item, record in sent]
         rows = [_attempt_row(item) for item, _ in sent]
-        sql = attempt_statements(self.engine.dialect.name)
+        dialect = self.engine.dialect.name
+        sql = attempt_statements(dialect)
         if (
             sql.record_with_attempts is not None
             and sent
@@ -329,8 +325,7 @@ class AttemptRunner:
             async with self.autocommit.connect() as conn:
                 await conn.execute(
                     sql.record_with_attempts,
-                    {"b_now": now, **_columns("u_", RECORD_NAMES, state)}
-                    | _columns("a_", ATTEMPT_COLUMNS, rows),
+                    {"b_now": now, **column_arrays(state, "u_"), **column_arrays(rows, "a_")},
                 )
             return recorded
         async with self.engine.begin() as conn:
@@ -344,32 +339,16 @@ class AttemptRunner:
                 record.throttled.append(refused)
             if not sent:
                 return recorded
-            if sql.record_is_bulk:
-                await conn.execute(
-                    sql.record, {"b_now": now, **_columns("u_", RECORD_NAMES, state)}
-                )
-            else:
-                await conn.execute(
-                    sql.record,
-                    [
-                        {
-                            "b_now": now,
-                            **{f"u_{n}": v for n, v in zip(RECORD_NAMES, row, strict=True)},
-                        }
-                        for row in state
-                    ],
-                )
+            await conn.execute(sql.record, record_params(dialect, state, now))
             # After the delivery rows: the attempts' foreign-key check then finds each row
             # already locked by this transaction instead of taking a lock of its own.
-            await insert_rows(
-                conn, attempts, [dict(zip(ATTEMPT_COLUMNS, row, strict=True)) for row in rows]
-            )
+            await insert_rows(conn, attempts, rows)
             for item, record in sent:
                 await self._record_subscription_health(conn, item, now, record)
         return recorded
 
-    def _new_state(self, item: Sent, record: Recorded, now: datetime) -> tuple[Any, ...]:
-        """The delivery's row after this attempt, in RECORD_FIELDS order; counts the outcome."""
+    def _new_state(self, item: Sent, record: Recorded, now: datetime) -> dict[str, Any]:
+        """The delivery's row after this attempt (RECORD_FIELDS' names); counts the outcome."""
         decision = item.decision
         next_at: datetime | None = None
         if decision.outcome == "succeeded":
@@ -382,14 +361,14 @@ class AttemptRunner:
         else:
             status = "failed"
             GIVE_UPS.inc()
-        return (
-            item.claim.delivery_id,
-            status,
-            item.claim.attempt,
-            next_at,
-            item.started_at,
-            item.result.status_code,
-        )
+        return {
+            "id": item.claim.delivery_id,
+            "status": status,
+            "attempt": item.claim.attempt,
+            "next": next_at,
+            "last": item.started_at,
+            "code": item.result.status_code,
+        }
 
     async def _record_subscription_health(
         self, conn: AsyncConnection, sent: Sent, now: datetime, recorded: Recorded
@@ -484,27 +463,19 @@ async def disable_failing_subscription(
     )
 
 
-RECORD_NAMES = tuple(name for name, _ in RECORD_FIELDS)
-
-
-def _attempt_row(item: Sent) -> tuple[Any, ...]:
-    """The attempt's history row, in ATTEMPT_COLUMNS order."""
-    return (
-        new_id("att"),
-        item.claim.delivery_id,
-        item.claim.tenant_id,
-        item.claim.attempt,
-        item.started_at,
-        item.result.duration_ms,
-        item.result.status_code,
-        _error_text(item.result),
-        (item.result.body_head or "")[:RESPONSE_BODY_LIMIT] or None,
-    )
-
-
-def _columns(prefix: str, names: Sequence[str], rows: list[tuple[Any, ...]]) -> dict[str, Any]:
-    """Rows as one list per column, keyed `{prefix}{name}`: the arrays of an unnest()."""
-    return {f"{prefix}{name}": [row[i] for row in rows] for i, name in enumerate(names)}
+def _attempt_row(item: Sent) -> dict[str, Any]:
+    """The attempt's history row (attempt_sql.ATTEMPT_COLUMNS)."""
+    return {
+        "id": new_id("att"),
+        "delivery_id": item.claim.delivery_id,
+        "tenant_id": item.claim.tenant_id,
+        "attempt": item.claim.attempt,
+        "started_at": item.started_at,
+        "duration_ms": item.result.duration_ms,
+        "status_code": item.result.status_code,
+        "error": _error_text(item.result),
+        "response_body": (item.result.body_head or "")[:RESPONSE_BODY_LIMIT] or None,
+    }
 
 
 def _changes_health(item: Sent) -> bool:

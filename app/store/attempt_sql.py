@@ -15,13 +15,14 @@ Two things matter on PostgreSQL, where every batch of attempts runs them:
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import datetime
 from functools import cache
 from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql
 
-from app.store.bulk import unnest_insert
+from app.store.bulk import column_arrays, unnest_insert
 from app.store.tables import attempts, deliveries, events, subscriptions
 
 
@@ -35,7 +36,6 @@ class AttemptStatements:
     record: sa.Update  # PostgreSQL: arrays u_*; SQLite: executemany of u_* per row
     # PostgreSQL: record plus the attempt rows (arrays a_*) as one statement.
     record_with_attempts: sa.Insert | None
-    record_is_bulk: bool
 
 
 def _pending(dialect: str) -> sa.ColumnElement[bool]:
@@ -114,7 +114,6 @@ def attempt_statements(dialect: str) -> AttemptStatements:
             if dialect == "postgresql"
             else None
         ),
-        record_is_bulk=dialect == "postgresql",
     )
 
 
@@ -149,7 +148,7 @@ def _claimed_rows(source: sa.TableClause | sa.CTE) -> sa.Select[Any]:
     )
 
 
-# The attempt rows of a batch, in this column order (arrays a_*).
+# The columns of an attempt row (arrays a_* in record_with_attempts).
 ATTEMPT_COLUMNS = (
     "id",
     "delivery_id",
@@ -172,6 +171,15 @@ RECORD_FIELDS = (
     ("last", _TIME),
     ("code", deliveries.c.last_status_code.type),
 )
+
+
+def record_params(
+    dialect: str, outcomes: list[dict[str, Any]], now: datetime
+) -> dict[str, Any] | list[dict[str, Any]]:
+    """Parameters of `record` for these outcomes (dicts keyed by RECORD_FIELDS' names)."""
+    if dialect == "postgresql":
+        return {"b_now": now, **column_arrays(outcomes, "u_")}
+    return [{"b_now": now, **{f"u_{k}": v for k, v in o.items()}} for o in outcomes]
 
 
 def _record(dialect: str) -> sa.Update:

@@ -29,6 +29,11 @@ def unnest_insert(table: sa.Table, columns: tuple[str, ...]) -> sa.Insert:
     return table.insert().from_select(list(columns), sa.select(*arrays))
 
 
+def column_arrays(rows: Sequence[dict[str, Any]], prefix: str) -> dict[str, list[Any]]:
+    """Rows (same keys) as one list per column, keyed `{prefix}{column}`: unnest()'s arrays."""
+    return {f"{prefix}{name}": [row[name] for row in rows] for name in rows[0]}
+
+
 async def insert_rows(
     conn: AsyncConnection, table: sa.Table, rows: Sequence[dict[str, Any]]
 ) -> None:
@@ -38,8 +43,4 @@ async def insert_rows(
     if len(rows) == 1 or conn.dialect.name != "postgresql":
         await conn.execute(table.insert(), list(rows))
         return
-    columns = tuple(rows[0])
-    await conn.execute(
-        unnest_insert(table, columns),
-        {f"a_{name}": [row[name] for row in rows] for name in columns},
-    )
+    await conn.execute(unnest_insert(table, tuple(rows[0])), column_arrays(rows, "a_"))
