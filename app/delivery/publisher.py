@@ -47,6 +47,8 @@ class EventPublisher:
         self._to_enqueue: list[Published] = []
         self._waiting_deliveries = 0
         self._lingering = False
+        # Bumped by every take, so a linger timer started before it takes nothing.
+        self._generation = 0
         self._enqueues: set[asyncio.Task[None]] = set()
 
     async def publish(self, draft: EventDraft) -> Published:
@@ -68,11 +70,13 @@ class EventPublisher:
             self._track(self._enqueue(self._take()))
         elif not self._lingering:
             self._lingering = True
-            self._track(self._enqueue_after_linger())
+            self._track(self._enqueue_after_linger(self._generation))
         return published
 
     def _take(self) -> list[Published]:
         batch, self._to_enqueue, self._waiting_deliveries = self._to_enqueue, [], 0
+        self._generation += 1
+        self._lingering = False
         return batch
 
     def _track(self, work: Coroutine[None, None, None]) -> None:
@@ -80,10 +84,12 @@ class EventPublisher:
         self._enqueues.add(task)
         task.add_done_callback(self._enqueues.discard)
 
-    async def _enqueue_after_linger(self) -> None:
+    async def _enqueue_after_linger(self, generation: int) -> None:
         await asyncio.sleep(ENQUEUE_LINGER_S)
-        self._lingering = False
-        await self._enqueue(self._take())
+        # Else a full batch went meanwhile with what this timer waited for; what came after
+        # it started a timer of its own (instead of leaving this one a remainder to send).
+        if generation == self._generation:
+            await self._enqueue(self._take())
 
     async def _enqueue(self, batch: list[Published]) -> None:
         if batch:
