@@ -63,12 +63,7 @@ async def test_openapi_schema_describes_the_partner_api(client: Client) -> None:
 async def test_metrics_group_paths_and_carry_no_ids(
     client: Client, auth: dict[str, str], tenant_id: str
 ) -> None:
-    created = await client.post(
-        "/v1/subscriptions",
-        json={"url": "https://93.184.216.34/hook", "event_types": ["*"]},
-        headers=auth,
-    )
-    sub_id = created.json()["id"]
+    sub_id = await _subscription(client, auth)
     await client.get(f"/v1/subscriptions/{sub_id}", headers=auth)
     response = await client.get("/metrics")
     assert response.status_code == 200
@@ -136,6 +131,15 @@ async def test_published_events_are_counted_by_type_and_provider(
     assert "gateway_fanout_size_bucket" in text
 
 
+async def _subscription(client: Client, auth: dict[str, str]) -> str:
+    created = await client.post(
+        "/v1/subscriptions",
+        json={"url": "https://93.184.216.34/hook", "event_types": ["*"]},
+        headers=auth,
+    )
+    return str(created.json()["id"])
+
+
 def _samples(text: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
     return {
         (sample.name, tuple(sorted(sample.labels.items()))): sample.value
@@ -147,12 +151,7 @@ def _samples(text: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
 async def test_request_metrics_count_time_and_track_each_route_and_status(
     client: Client, auth: dict[str, str]
 ) -> None:
-    created = await client.post(
-        "/v1/subscriptions",
-        json={"url": "https://93.184.216.34/hook", "event_types": ["*"]},
-        headers=auth,
-    )
-    sub_id = created.json()["id"]
+    sub_id = await _subscription(client, auth)
     route = "/v1/subscriptions/{subscription_id}"
 
     def series(name: str, status: str | None) -> tuple[str, tuple[tuple[str, str], ...]]:
