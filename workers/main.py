@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 from typing import Any, ClassVar
 
@@ -32,6 +34,7 @@ logger = logging.getLogger(__name__)
 # Longer than the longest attempt (30 s) plus recording: arq only re-runs a job of a dead
 # worker after this, and the delivery's SQL lease lets the sweeper take over anyway.
 JOB_TIMEOUT_S = 60
+RELEASE_WAIT_S = 5.0
 
 
 async def purge_retention(ctx: dict[str, Any]) -> int:
@@ -81,6 +84,11 @@ async def on_startup(ctx: dict[str, Any]) -> None:
 
 
 async def on_shutdown(ctx: dict[str, Any]) -> None:
+    runner: AttemptRunner | None = ctx.get("runner")
+    if runner is not None:
+        # Free the slots of the last attempts now rather than when their leases run out.
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(runner.slots.drain(), RELEASE_WAIT_S)
     client: WebhookClient | None = ctx.get("client")
     if client is not None:
         await client.close()

@@ -1,12 +1,14 @@
-"""Waiting for a subscription's slot: park in the worker, or go back to the queue.
+"""Waiting for a subscription's slot: wait in the worker, or go back to the queue.
 
-The limiter (isolation.py) answers at once; this decides what a refused attempt does. When
-the subscription's slots are turning over (its oldest attempt began moments ago), the
-attempt parks in this process for up to PARK_LIMIT_S until a slot frees: woken when this
-process frees one of that subscription, rechecking now and then for slots other workers
-free; no SQL, no job, no slot held meanwhile. When its slots are held by slow attempts (a
-hanging endpoint), the delivery goes back to the queue until they can be expected to free,
-so a backlog behind a hanging endpoint is not polled and holds no worker capacity.
+Each worker keeps, per subscription, the attempts waiting for a slot and the slots its
+finished attempts freed, and asks the shared limiter (isolation.py) about all of them in
+one call: no call per attempt, and none for an attempt that cannot be admitted yet. An
+attempt waits in this process for up to PARK_LIMIT_S while the subscription's slots turn
+over: the worker asks again whenever one of its own attempts of that subscription ends,
+and now and then for slots other workers free; no SQL, no job, no slot held meanwhile.
+When the slots are held by slow attempts (a hanging endpoint), the delivery goes back to
+the queue until they can be expected to free, so a backlog behind a hanging endpoint is not
+polled and holds no worker capacity.
 """
 
 from __future__ import annotations
@@ -14,15 +16,18 @@ from __future__ import annotations
 import asyncio
 import random
 import time
-from dataclasses import replace
+from collections import deque
+from dataclasses import dataclass, field, replace
 
-from app.delivery.isolation import Admission, SubscriptionLimiter
+from app.delivery.isolation import ADMITTED, Admission, Answer, Ask, SubscriptionLimiter
 
 # How long an attempt may wait in the worker for a slot; claims are leased for longer.
 PARK_LIMIT_S = 4.0
-# A parked attempt rechecks its subscription this often (seconds, jittered), for slots that
-# other worker processes free; slots freed in this process wake it at once.
-RECHECK_S = (0.2, 0.6)
+# Waiting attempts of a subscription ask again this often (seconds, jittered) for slots
+# other workers free: soon when none of this worker's attempts of it is running (nothing
+# else would make it ask), rarely when one is (each that ends makes it ask at once).
+RECHECK_IDLE_S = (0.02, 0.06)
+RECHECK_BUSY_S = (0.2, 0.6)
 # A subscription whose oldest attempt in flight has run this long has slow slots: waiting
 # for one in the worker would hold capacity for seconds.
 SLOW_SLOTS_AFTER_S = 1.0
@@ -30,16 +35,46 @@ SLOW_SLOTS_AFTER_S = 1.0
 # jittered by this much (seconds), and spread over at most MAX_SPREAD_S for a long queue.
 REQUEUE_JITTER_S = (0.5, 2.5)
 MAX_SPREAD_S = 600.0
+# At most this many limiter calls at a time; what arrives meanwhile goes in the next one.
+MAX_CALLS = 2
+# Slots to free that Redis refused are offered again after this long (their leases would
+# free them anyway).
+RETRY_RELEASES_S = 1.0
+
+
+@dataclass(slots=True)
+class _Waiter:
+    token: str
+    future: asyncio.Future[Admission]
+    deadline: float
+    timeout_s: float
+
+
+@dataclass(slots=True)
+class _Lane:
+    """One subscription's business in this worker."""
+
+    subscription_id: str
+    max_in_flight: int
+    rate_limit_per_s: int | None
+    lease_ms: int
+    waiting: deque[_Waiter] = field(default_factory=deque)
+    releases: list[str] = field(default_factory=list)
+    in_flight: int = 0  # admitted here and not released yet
+    asking: bool = False  # a limiter call about this lane is under way
+    recheck: asyncio.TimerHandle | None = None
 
 
 class SlotWaiter:
-    """Admits attempts through the shared limiter, and wakes parked ones on release."""
+    """Admits this worker's attempts through the shared limiter, a lane per subscription."""
 
     def __init__(self, limiter: SubscriptionLimiter, rng: random.Random) -> None:
         self.limiter = limiter
         self._rng = rng
-        # Attempts waiting for a slot of their subscription, oldest first.
-        self._parked: dict[str, list[asyncio.Future[None]]] = {}
+        self._lanes: dict[str, _Lane] = {}
+        self._due: dict[str, _Lane] = {}  # lanes with something to ask, in arrival order
+        self._calls = 0
+        self._scheduled = False
 
     async def admit(
         self,
@@ -52,37 +87,208 @@ class SlotWaiter:
         lease_s: float,
     ) -> Admission:
         """A slot, or (not admitted) how long the delivery should wait in the queue."""
-        deadline = time.monotonic() + PARK_LIMIT_S
-        while True:
-            admission = await self.limiter.acquire(
-                subscription_id,
-                token,
-                max_in_flight=max_in_flight,
-                rate_limit_per_s=rate_limit_per_s,
-                lease_s=lease_s,
+        lane = self._lanes.get(subscription_id)
+        if lane is None:
+            lane = self._lanes[subscription_id] = _Lane(
+                subscription_id, max_in_flight, rate_limit_per_s, int(lease_s * 1000)
             )
-            left = deadline - time.monotonic()
-            if admission.admitted:
-                return admission
-            if admission.limit == "rate_limit":
-                if admission.retry_in_ms / 1000 > left:
-                    return admission
-                await asyncio.sleep(admission.retry_in_ms / 1000)
+        else:
+            # The latest settings win: a subscription's limits may change while it runs.
+            lane.max_in_flight = max_in_flight
+            lane.rate_limit_per_s = rate_limit_per_s
+            lane.lease_ms = int(lease_s * 1000)
+        future: asyncio.Future[Admission] = asyncio.get_running_loop().create_future()
+        lane.waiting.append(_Waiter(token, future, time.monotonic() + PARK_LIMIT_S, timeout_s))
+        self._mark_due(lane)
+        return await future
+
+    def release(self, subscription_id: str, token: str) -> None:
+        """Free an admitted attempt's slot (with the lane's next call; nothing to wait for)."""
+        lane = self._lanes[subscription_id]
+        lane.in_flight -= 1
+        lane.releases.append(token)
+        self._mark_due(lane)
+
+    async def drain(self) -> None:
+        """Hand every pending release to the limiter (at shutdown)."""
+        while self._due or self._calls:
+            self._pump()
+            await asyncio.sleep(0.005)
+
+    def _mark_due(self, lane: _Lane) -> None:
+        if lane.recheck is not None:
+            lane.recheck.cancel()
+            lane.recheck = None
+        self._due[lane.subscription_id] = lane
+        if not self._scheduled:
+            # Whatever else arrives in this turn of the event loop goes in the same call.
+            self._scheduled = True
+            asyncio.get_running_loop().call_soon(self._pump)
+
+    def _pump(self) -> None:
+        self._scheduled = False
+        if self._calls >= MAX_CALLS:
+            return  # the end of a running call pumps again
+        lanes = [lane for lane in self._due.values() if not lane.asking]
+        if not lanes:
+            return
+        for lane in lanes:
+            del self._due[lane.subscription_id]
+            lane.asking = True
+        self._calls += 1
+        task = asyncio.create_task(self._call(lanes))
+        task.add_done_callback(self._called)
+
+    def _called(self, _task: asyncio.Task[None]) -> None:
+        self._calls -= 1
+        if self._due:
+            self._pump()
+
+    async def _call(self, lanes: list[_Lane]) -> None:
+        asks = [self._ask(lane) for lane in lanes]
+        try:
+            answers = await self.limiter.ask(asks)
+        except Exception as exc:
+            self._failed(lanes, asks, exc)
+            return
+        slow: list[_Lane] = []
+        for lane, ask, answer in zip(lanes, asks, answers, strict=True):
+            lane.asking = False
+            if self._settle(lane, ask, answer):
+                slow.append(lane)
+            elif lane.subscription_id in self._due:
+                pass  # more arrived meanwhile: asked again soon anyway
+            elif lane.releases or (lane.waiting and answer.admitted == len(ask.candidates)):
+                self._mark_due(lane)
+            elif lane.waiting:
+                self._recheck_later(lane, answer)
+            else:
+                self._forget_if_idle(lane)
+        if slow:
+            await self._send_back(slow)
+
+    def _failed(self, lanes: list[_Lane], asks: list[Ask], error: Exception) -> None:
+        """Redis failed: every waiting attempt hears of it; the releases are tried again."""
+        for lane, ask in zip(lanes, asks, strict=True):
+            lane.asking = False
+            lane.releases[:0] = ask.releases
+            waiting, lane.waiting = lane.waiting, deque()
+            for waiter in waiting:
+                if not waiter.future.done():
+                    waiter.future.set_exception(error)
+            self._due.pop(lane.subscription_id, None)
+            if lane.releases:
+                if lane.recheck is None:
+                    loop = asyncio.get_running_loop()
+                    lane.recheck = loop.call_later(RETRY_RELEASES_S, self._mark_due, lane)
+            else:
+                self._forget_if_idle(lane)
+
+    def _ask(self, lane: _Lane) -> Ask:
+        releases, lane.releases = lane.releases, []
+        # No more candidates than could be admitted at once: the rest wait their turn.
+        count = min(len(lane.waiting), max(lane.max_in_flight, 1))
+        return Ask(
+            lane.subscription_id,
+            lane.max_in_flight,
+            lane.rate_limit_per_s,
+            lane.lease_ms,
+            releases=releases,
+            candidates=[lane.waiting[i].token for i in range(count)],
+        )
+
+    def _settle(self, lane: _Lane, ask: Ask, answer: Answer) -> bool:
+        """Admit the first `answer.admitted` candidates; tell the ones that cannot wait.
+
+        Returns whether the subscription's slots are slow (then everyone waiting goes back).
+        """
+        for waiter in _take(lane.waiting, answer.admitted):
+            if waiter.future.done():
+                # Cancelled while asking (the job ended): give the slot back.
+                lane.releases.append(waiter.token)
+            else:
+                lane.in_flight += 1
+                waiter.future.set_result(ADMITTED)
+        if answer.admitted == len(ask.candidates) or not lane.waiting:
+            return False
+        if answer.limit == "max_in_flight" and (
+            answer.oldest_in_flight_ms >= SLOW_SLOTS_AFTER_S * 1000
+        ):
+            return True
+        now = time.monotonic()
+        refusal: Admission | None = None
+        kept: deque[_Waiter] = deque()
+        for waiter in lane.waiting:
+            if waiter.future.done():
                 continue
-            if (admission.oldest_in_flight_ms or 0) >= SLOW_SLOTS_AFTER_S * 1000:
-                wait_ms = self._behind_slow_slots_ms(admission, max_in_flight, timeout_s)
-                return replace(admission, retry_in_ms=wait_ms)
-            if left <= 0:
-                return admission
-            await self._park(subscription_id, min(left, self._rng.uniform(*RECHECK_S)))
+            left = waiter.deadline - now
+            if answer.limit == "rate_limit":
+                gives_up = answer.rate_wait_ms / 1000 > left
+            else:
+                gives_up = left <= 0
+            if gives_up:
+                refusal = refusal or answer.refusal()
+                waiter.future.set_result(refusal)
+            else:
+                kept.append(waiter)
+        lane.waiting = kept
+        return False
 
-    async def release(self, subscription_id: str, token: str) -> None:
-        await self.limiter.release(subscription_id, token)
-        self._wake_one(subscription_id)
+    def _recheck_later(self, lane: _Lane, answer: Answer) -> None:
+        if answer.limit == "rate_limit":
+            delay = answer.rate_wait_ms / 1000
+        else:
+            delay = self._rng.uniform(*(RECHECK_BUSY_S if lane.in_flight else RECHECK_IDLE_S))
+        lane.recheck = asyncio.get_running_loop().call_later(delay, self._mark_due, lane)
 
-    def _behind_slow_slots_ms(
-        self, admission: Admission, max_in_flight: int, timeout_s: float
-    ) -> int:
+    def _forget_if_idle(self, lane: _Lane) -> None:
+        if not lane.in_flight and not lane.waiting and not lane.releases and not lane.asking:
+            self._lanes.pop(lane.subscription_id, None)
+
+    async def _send_back(self, lanes: list[_Lane]) -> None:
+        """Behind slow slots: everyone waiting goes back to the queue, spread over the time
+        the subscription needs to work through them (the limiter counts them all)."""
+        asks: list[Ask] = []
+        waiting: list[list[_Waiter]] = []
+        for lane in lanes:
+            lane.asking = True
+            waiting.append([w for w in lane.waiting if not w.future.done()])
+            lane.waiting = deque()  # what arrives meanwhile waits for the next call
+            asks.append(
+                replace(
+                    self._ask(lane),
+                    candidates=[w.token for w in waiting[-1]],
+                    note_waiting=True,
+                )
+            )
+        try:
+            answers = await self.limiter.ask(asks)
+        except Exception as exc:
+            for lane, those in zip(lanes, waiting, strict=True):
+                lane.waiting.extendleft(reversed(those))
+            self._failed(lanes, asks, exc)
+            return
+        for lane, those, answer in zip(lanes, waiting, answers, strict=True):
+            lane.asking = False
+            for waiter in those[: answer.admitted]:
+                if waiter.future.done():
+                    lane.releases.append(waiter.token)
+                else:
+                    lane.in_flight += 1
+                    waiter.future.set_result(ADMITTED)
+            refusal = answer.refusal()
+            for waiter in those[answer.admitted :]:
+                if not waiter.future.done():
+                    wait_ms = self._behind_slow_slots_ms(
+                        answer, lane.max_in_flight, waiter.timeout_s
+                    )
+                    waiter.future.set_result(replace(refusal, retry_in_ms=wait_ms))
+            if lane.releases or lane.waiting:
+                self._mark_due(lane)
+            else:
+                self._forget_if_idle(lane)
+
+    def _behind_slow_slots_ms(self, answer: Answer, max_in_flight: int, timeout_s: float) -> int:
         """When to try again behind slots held by slow attempts.
 
         Not before the oldest of them can be expected to end. If no slot has freed for a
@@ -93,12 +299,12 @@ class SlotWaiter:
         attempt duration: of a thousand deliveries behind a hanging endpoint, about
         max_in_flight come back each time slots can free, instead of all at once.
         """
-        oldest_s = (admission.oldest_in_flight_ms or 0) / 1000
-        youngest_s = (admission.youngest_in_flight_ms or 0) / 1000
+        oldest_s = answer.oldest_in_flight_ms / 1000
+        youngest_s = answer.youngest_in_flight_ms / 1000
         until_timeout_s = max(timeout_s - oldest_s, 0.0)
         stuck = youngest_s >= SLOW_SLOTS_AFTER_S
         per_attempt_s = min(oldest_s, timeout_s)
-        drain_s = admission.waiting * per_attempt_s / max(max_in_flight, 1)
+        drain_s = answer.waiting * per_attempt_s / max(max_in_flight, 1)
         wait_s = (
             (until_timeout_s if stuck else min(until_timeout_s, oldest_s))
             + self._rng.uniform(*REQUEUE_JITTER_S)
@@ -106,26 +312,6 @@ class SlotWaiter:
         )
         return int(wait_s * 1000)
 
-    async def _park(self, subscription_id: str, timeout_s: float) -> None:
-        waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        parked = self._parked.setdefault(subscription_id, [])
-        parked.append(waiter)
-        try:
-            await asyncio.wait_for(waiter, timeout_s)
-        except TimeoutError:
-            pass
-        finally:
-            if not waiter.done():
-                waiter.cancel()
-            if waiter in parked:
-                parked.remove(waiter)
-            if not parked:
-                self._parked.pop(subscription_id, None)
 
-    def _wake_one(self, subscription_id: str) -> None:
-        parked = self._parked.get(subscription_id)
-        while parked:
-            waiter = parked.pop(0)
-            if not waiter.done():
-                waiter.set_result(None)
-                return
+def _take(waiting: deque[_Waiter], count: int) -> list[_Waiter]:
+    return [waiting.popleft() for _ in range(min(count, len(waiting)))]

@@ -281,7 +281,7 @@ class AttemptRunner:
             }
             result = await self.client.post(claim.url, body, headers, timeout_s=timeout_s)
         finally:
-            await self.slots.release(claim.subscription_id, token)
+            self.slots.release(claim.subscription_id, token)
         decision = decide(
             claim.attempt,
             AttemptResult(

@@ -1,12 +1,15 @@
-"""The per-subscription limiter through Redis: attempts asking together are checked in order."""
+"""The per-subscription limiter through Redis: caps, rates, leases, and workers' shares."""
 
 from __future__ import annotations
 
 import asyncio
+import random
+import time
 
 from arq.connections import ArqRedis
 
-from app.delivery.isolation import SubscriptionLimiter
+from app.delivery.admission import SlotWaiter
+from app.delivery.isolation import Ask, SubscriptionLimiter
 
 
 async def test_attempts_admitted_together_respect_each_subscriptions_cap(
@@ -97,3 +100,68 @@ async def test_a_full_subscription_says_how_long_its_oldest_attempt_has_run_and_
     assert admitted.admitted
     after = await limiter.acquire("sub_s", "w1", max_in_flight=1, rate_limit_per_s=None, lease_s=30)
     assert after.waiting == 2
+
+
+async def test_while_another_worker_waits_a_worker_gets_no_more_than_its_share(
+    queue: ArqRedis,
+) -> None:
+    first, second = SubscriptionLimiter(queue, "first"), SubscriptionLimiter(queue, "second")
+
+    def ask(candidates: list[str], releases: tuple[str, ...] = ()) -> Ask:
+        return Ask("sub_f", 4, None, 30_000, releases=releases, candidates=candidates)
+
+    # Alone, a worker may use the whole cap.
+    [alone] = await first.ask([ask(["a0", "a1", "a2", "a3", "a4"])])
+    assert (alone.admitted, alone.limit) == (4, "max_in_flight")
+    [refused] = await second.ask([ask(["b0"])])
+    assert refused.admitted == 0
+    # The first frees two slots and asks for them again: not while the second wants some,
+    # since it still holds its share (2 of 4).
+    [again] = await first.ask([ask(["a4", "a5"], releases=("a0", "a1"))])
+    assert again.admitted == 0
+    [turn] = await second.ask([ask(["b0", "b1", "b2"])])
+    assert (turn.admitted, turn.limit) == (2, "max_in_flight")
+    # The second is done and asks for nothing: the first may fill the cap again.
+    await second.ask([ask([], releases=("b0", "b1"))])
+    [whole] = await first.ask([ask(["a4", "a5", "a6"])])
+    assert whole.admitted == 2
+
+
+async def test_slots_turning_over_are_shared_by_the_workers_that_wait_for_them(
+    queue: ArqRedis,
+) -> None:
+    """A worker asks again as soon as one of its attempts ends; the other worker's attempts
+    must still get slots long before the first one's queue is empty."""
+    waiters = [SlotWaiter(SubscriptionLimiter(queue, f"w{i}"), random.Random(i)) for i in (0, 1)]
+    admitted_at: dict[int, list[float]] = {0: [], 1: []}
+    running = peak = 0
+    started = time.monotonic()
+
+    async def attempt(worker: int, n: int) -> None:
+        nonlocal running, peak
+        admission = await waiters[worker].admit(
+            "sub_t",
+            f"{worker}-{n}",
+            max_in_flight=4,
+            rate_limit_per_s=None,
+            timeout_s=5,
+            lease_s=20,
+        )
+        assert admission.admitted
+        admitted_at[worker].append(time.monotonic() - started)
+        running += 1
+        peak = max(peak, running)
+        await asyncio.sleep(0.05)
+        running -= 1
+        waiters[worker].release("sub_t", f"{worker}-{n}")
+
+    first = [asyncio.create_task(attempt(0, n)) for n in range(20)]
+    await asyncio.sleep(0.01)
+    await asyncio.gather(*first, *(attempt(1, n) for n in range(20)))
+    assert peak <= 4
+    # Alone, the first worker would take 20 x 50 ms / 4 slots = 250 ms before the second
+    # got a slot; sharing, the second's first attempt starts within a few recheck periods.
+    assert min(admitted_at[1]) < 0.15
+    assert max(admitted_at[1]) > min(admitted_at[1])  # and it keeps getting slots
+    await asyncio.gather(*(w.drain() for w in waiters))
+    assert await queue.zcard("pwbi:inflight:sub_t") == 0
