@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import asyncio
 import sys
+from typing import Any
 
-from arq.worker import create_worker
+from arq.worker import get_kwargs
 
 from app.gc_tuning import tune_gc
 from app.log_config import configure_logging
 from app.settings import Settings
+from workers.job_start import DeliveryWorker
 from workers.main import WorkerSettings, worker_redis_settings
 
 
@@ -20,10 +22,11 @@ def run_worker(settings: Settings) -> None:
             "pwbi-gateway: configuration error: GATEWAY_REDIS_URL: required for a worker"
         )
     _use_uvloop()
-    worker = create_worker(
-        WorkerSettings,  # type: ignore[arg-type]
-        redis_settings=worker_redis_settings(settings.redis_url),
-    )
+    options: dict[str, Any] = {
+        **get_kwargs(WorkerSettings),  # type: ignore[arg-type]
+        "redis_settings": worker_redis_settings(settings.redis_url),
+    }
+    worker = DeliveryWorker(**options)
     tune_gc()
     worker.run()
 
