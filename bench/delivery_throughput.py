@@ -2,12 +2,14 @@
 
 Per repetition:
 
-1. baseline: ``bench/raw_post.py`` (its own process) POSTs ``--deliveries`` copies of the
-   real envelope (taken from events.payload) to the receiver at ``--concurrency``;
-2. with no worker running, publish ``--deliveries / --subscriptions`` events through
+1. with no worker running, publish ``--deliveries / --subscriptions`` events through
    POST /v1/events (each matches every subscription), so the jobs wait in Redis;
+2. baseline: ``bench/raw_post.py`` (its own process) POSTs ``--deliveries`` copies of the
+   real envelope (taken from events.payload) to the receiver at ``--concurrency``;
 3. start ``--workers`` worker processes and poll PostgreSQL every 50 ms until every
-   delivery row is ``succeeded``.
+   delivery row is ``succeeded``;
+4. the baseline again. The ratio is to the mean of the two baselines, which bracket the
+   workers' run: the speed of a shared VM drifts within a minute.
 
 Reported: deliveries/s measured from the first arrival at the receiver until the last row
 is ``succeeded`` in SQL (worker start-up excluded; SQL recording included), the same from
@@ -74,15 +76,12 @@ async def wait_all_succeeded(stack: BenchStack, expected: int, timeout_s: float)
     raise RuntimeError(f"deliveries not all succeeded after {timeout_s:.0f} s: {counts}")
 
 
-async def one_repetition(
-    stack: BenchStack, args: argparse.Namespace, bodies_file: Path, body: bytes, rep: int
+async def raw_post(
+    stack: BenchStack, args: argparse.Namespace, bodies_file: Path, count: int
 ) -> dict[str, Any]:
-    events = math.ceil(args.deliveries / args.subscriptions)
-    deliveries = events * args.subscriptions
-
+    """raw_post.py: the same bodies to the same receiver at the same concurrency."""
     await stack.receiver_reset()
-    quiet_raw = await stack.wait_for_quiet()
-    raw = await run_json(
+    return await run_json(
         [
             PYTHON,
             str(Path(__file__).parent / "raw_post.py"),
@@ -91,12 +90,19 @@ async def one_repetition(
             "--bodies",
             str(bodies_file),
             "--count",
-            str(deliveries),
+            str(count),
             "--concurrency",
             str(args.concurrency),
         ],
         timeout_s=360,
     )
+
+
+async def one_repetition(
+    stack: BenchStack, args: argparse.Namespace, bodies_file: Path, body: bytes, rep: int
+) -> dict[str, Any]:
+    events = math.ceil(args.deliveries / args.subscriptions)
+    deliveries = events * args.subscriptions
 
     await stack.receiver_reset()
     publish_started = time.perf_counter()
@@ -107,6 +113,12 @@ async def one_repetition(
     assert pending == deliveries, f"expected {deliveries} pending deliveries, found {pending}"
     queued_jobs = queue_depth()
 
+    # The baseline right before and right after the workers' run: this VM's speed drifts
+    # over tens of seconds, so a baseline taken before the publishing would measure a
+    # different machine.
+    quiet_raw = await stack.wait_for_quiet()
+    raw = await raw_post(stack, args, bodies_file, deliveries)
+    await stack.receiver_reset()
     quiet_gateway = await stack.wait_for_quiet()
     spawned = time.monotonic()
     workers = stack.start_workers(args.workers)
@@ -124,6 +136,8 @@ async def one_repetition(
     if profile is not None:
         await profile
     stack.stop_workers()
+    raw_after = await raw_post(stack, args, bodies_file, deliveries)
+    raw_rps = round((raw["rps"] + raw_after["rps"]) / 2, 1)
 
     first = float(stats["first"])
     attempts = await stack.sql("SELECT count(*) AS n FROM attempts")
@@ -133,6 +147,8 @@ async def one_repetition(
         "events": events,
         "publish_s": round(publish_s, 2),
         "raw": raw,
+        "raw_after": raw_after,
+        "raw_rps": raw_rps,
         "jobs_queued_before_workers": queued_jobs,
         "receiver_count": stats["count"],
         "attempt_rows_total": int(attempts[0]["n"]),
@@ -140,7 +156,7 @@ async def one_repetition(
         "gateway_spawn_to_all_succeeded_s": round(done_at - spawned, 3),
         "gateway_rate": round(steady, 1),
         "gateway_rate_incl_startup": round(deliveries / (done_at - spawned), 1),
-        "ratio": round(steady / raw["rps"], 3),
+        "ratio": round(steady / raw_rps, 3),
         "cpu_during_delivery": cpu,
         "cpu_ms_per_delivery": {
             name: round(1000 * spent / deliveries, 2) for name, spent in cpu["cpu_s"].items()
@@ -168,7 +184,8 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
             for rep in range(args.repeat):
                 result = await one_repetition(stack, args, bodies_file, body, rep)
                 print(
-                    f"rep {rep + 1}: raw {result['raw']['rps']}/s, "
+                    f"rep {rep + 1}: raw {result['raw']['rps']}/s before, "
+                    f"{result['raw_after']['rps']}/s after, "
                     f"gateway {result['gateway_rate']}/s "
                     f"(incl. start-up {result['gateway_rate_incl_startup']}/s), "
                     f"ratio {result['ratio']}",
@@ -176,7 +193,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
                 )
                 reps.append(result)
         rss = stack.rss.summary()
-    raw_med = median([r["raw"]["rps"] for r in reps])
+    raw_med = median([r["raw_rps"] for r in reps])
     gw_med = median([r["gateway_rate"] for r in reps])
     return {
         "benchmark": "delivery_throughput",
