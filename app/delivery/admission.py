@@ -215,23 +215,24 @@ class SlotWaiter:
             answer.oldest_in_flight_ms >= SLOW_SLOTS_AFTER_S * 1000
         ):
             return True
+        # Deadlines grow along the queue (each is its arrival plus PARK_LIMIT_S): the ones
+        # that cannot wait any longer are at its head.
         now = time.monotonic()
         refusal: Admission | None = None
-        kept: deque[_Waiter] = deque()
-        for waiter in lane.waiting:
-            if waiter.future.done():
-                continue
-            left = waiter.deadline - now
-            if answer.limit == "rate_limit":
-                gives_up = answer.rate_wait_ms / 1000 > left
-            else:
-                gives_up = left <= 0
-            if gives_up:
+        waiting = lane.waiting
+        while waiting:
+            waiter = waiting[0]
+            if not waiter.future.done():
+                left = waiter.deadline - now
+                if answer.limit == "rate_limit":
+                    gives_up = answer.rate_wait_ms / 1000 > left
+                else:
+                    gives_up = left <= 0
+                if not gives_up:
+                    break
                 refusal = refusal or answer.refusal()
                 waiter.future.set_result(refusal)
-            else:
-                kept.append(waiter)
-        lane.waiting = kept
+            waiting.popleft()
         return False
 
     def _recheck_later(self, lane: _Lane, answer: Answer) -> None:

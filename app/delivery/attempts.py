@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import random
 import time
@@ -36,7 +37,12 @@ from app.metrics import (
 )
 from app.security.secret_box import SecretBox
 from app.settings import Settings
-from app.store.attempt_sql import attempt_key, attempt_statements, record_params
+from app.store.attempt_sql import (
+    ATTEMPT_OWN_COLUMNS,
+    attempt_key,
+    attempt_statements,
+    record_params,
+)
 from app.store.audit import record_audit
 from app.store.bulk import column_arrays, insert_rows
 from app.store.subscriptions import cancel_pending_deliveries
@@ -133,13 +139,11 @@ class AttemptRunner:
         Claims and records go through micro-batchers: the attempts of every job running in
         this worker at about the same moment share one claim and one record transaction.
         """
-        sent = await asyncio.gather(*(self._run_one(ref) for ref in refs))
+        claims = await self._claims.submit_many(refs)
+        sent = await asyncio.gather(*(self._run_one(claim) for claim in claims if claim))
         return sum(sent)
 
-    async def _run_one(self, ref: AttemptRef) -> bool:
-        claim = await self._claims.submit(ref)
-        if claim is None:
-            return False
+    async def _run_one(self, claim: Claimed) -> bool:
         outcome = await self._attempt(claim)
         recorded = await self._records.submit(outcome)
         await self._after_commit(recorded)
@@ -292,10 +296,7 @@ class AttemptRunner:
             rng=self.rng,
         )
         succeeded = decision.outcome == "succeeded"
-        DELIVERY_ATTEMPTS.labels(
-            outcome="succeeded" if succeeded else "failed",
-            status_class=_status_class(result),
-        ).inc()
+        _attempts_counter("succeeded" if succeeded else "failed", _status_class(result)).inc()
         ATTEMPT_DURATION.observe(result.duration_ms / 1000)
         return Sent(claim, started_at, result, decision)
 
@@ -325,7 +326,11 @@ class AttemptRunner:
             async with self.autocommit.connect() as conn:
                 await conn.execute(
                     sql.record_with_attempts,
-                    {"b_now": now, **column_arrays(state, "u_"), **column_arrays(rows, "a_")},
+                    {
+                        "b_now": now,
+                        **column_arrays(state, "u_"),
+                        **column_arrays(rows, "a_", ATTEMPT_OWN_COLUMNS),
+                    },
                 )
             return recorded
         async with self.engine.begin() as conn:
@@ -476,6 +481,12 @@ def _attempt_row(item: Sent) -> dict[str, Any]:
         "error": _error_text(item.result),
         "response_body": (item.result.body_head or "")[:RESPONSE_BODY_LIMIT] or None,
     }
+
+
+@functools.cache
+def _attempts_counter(outcome: str, status_class: str) -> Any:
+    """The labelled counter, looked up once per (outcome, status class) and process."""
+    return DELIVERY_ATTEMPTS.labels(outcome=outcome, status_class=status_class)
 
 
 def _changes_health(item: Sent) -> bool:

@@ -28,13 +28,20 @@ class MicroBatcher(Generic[T, R]):
         self._handle = handle
         self._max_size = max_size
         self._max_wait_s = max_wait_s
-        self._pending: list[tuple[T, asyncio.Future[R]]] = []
+        # Groups of items submitted together, each with the future of their results.
+        self._pending: list[tuple[Sequence[T], asyncio.Future[Sequence[R]]]] = []
+        self._count = 0
         self._flusher: asyncio.Task[None] | None = None
 
     async def submit(self, item: T) -> R:
-        future: asyncio.Future[R] = asyncio.get_running_loop().create_future()
-        self._pending.append((item, future))
-        if len(self._pending) >= self._max_size:
+        return (await self.submit_many((item,)))[0]
+
+    async def submit_many(self, items: Sequence[T]) -> Sequence[R]:
+        """Several items (a job's attempts, say) with one future between them."""
+        future: asyncio.Future[Sequence[R]] = asyncio.get_running_loop().create_future()
+        self._pending.append((items, future))
+        self._count += len(items)
+        if self._count >= self._max_size:
             self._flush_now()
         elif self._flusher is None:
             self._flusher = asyncio.create_task(self._flush_later())
@@ -49,15 +56,15 @@ class MicroBatcher(Generic[T, R]):
         batch = self._take()
         asyncio.create_task(self._run(batch))  # noqa: RUF006 - futures carry the outcome
 
-    def _take(self) -> list[tuple[T, asyncio.Future[R]]]:
-        batch, self._pending = self._pending, []
+    def _take(self) -> list[tuple[Sequence[T], asyncio.Future[Sequence[R]]]]:
+        batch, self._pending, self._count = self._pending, [], 0
         return batch
 
-    async def _run(self, batch: list[tuple[T, asyncio.Future[R]]]) -> None:
+    async def _run(self, batch: list[tuple[Sequence[T], asyncio.Future[Sequence[R]]]]) -> None:
         if not batch:
             return
         try:
-            results = await self._handle([item for item, _ in batch])
+            results = await self._handle([item for items, _ in batch for item in items])
         except BaseException as exc:  # every waiter must hear about the failure
             for _, future in batch:
                 if not future.done():
@@ -65,9 +72,12 @@ class MicroBatcher(Generic[T, R]):
             if not isinstance(exc, Exception):
                 raise
             return
-        for (_, future), result in zip(batch, results, strict=True):
+        start = 0
+        for items, future in batch:
+            end = start + len(items)
             if not future.done():
-                future.set_result(result)
+                future.set_result(results[start:end])
+            start = end
 
 
 class GroupCommit(Generic[T, R]):

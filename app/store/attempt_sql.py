@@ -22,7 +22,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql
 
-from app.store.bulk import column_arrays, unnest_insert
+from app.store.bulk import column_arrays
 from app.store.tables import attempts, deliveries, events, subscriptions
 
 
@@ -110,7 +110,7 @@ def attempt_statements(dialect: str) -> AttemptStatements:
         cancel=cancel,
         record=record,
         record_with_attempts=(
-            unnest_insert(attempts, ATTEMPT_COLUMNS).add_cte(record.cte("recorded"))
+            _attempts_of_record().add_cte(record.cte("recorded"))
             if dialect == "postgresql"
             else None
         ),
@@ -160,6 +160,33 @@ ATTEMPT_COLUMNS = (
     "error",
     "response_body",
 )
+
+
+# Attempt columns that repeat an outcome's field (RECORD_FIELDS), row for row: in
+# record_with_attempts they are read from the outcome's array instead of one of their own.
+ATTEMPT_FROM_RECORD = {
+    "delivery_id": "id",
+    "attempt": "attempt",
+    "started_at": "last",
+    "status_code": "code",
+}
+# The attempt columns record_with_attempts takes as arrays a_* of their own.
+ATTEMPT_OWN_COLUMNS = tuple(c for c in ATTEMPT_COLUMNS if c not in ATTEMPT_FROM_RECORD)
+
+
+def _attempts_of_record() -> sa.Insert:
+    """INSERT of the attempt rows from unnest() of arrays: a_* for ATTEMPT_OWN_COLUMNS, the
+    outcome's u_* for the rest (fewer arrays to encode: asyncpg checks every element)."""
+    arrays = [
+        sa.func.unnest(
+            sa.bindparam(
+                f"u_{ATTEMPT_FROM_RECORD[name]}" if name in ATTEMPT_FROM_RECORD else f"a_{name}",
+                type_=postgresql.ARRAY(attempts.c[name].type),
+            )
+        )
+        for name in ATTEMPT_COLUMNS
+    ]
+    return attempts.insert().from_select(list(ATTEMPT_COLUMNS), sa.select(*arrays))
 
 
 # The outcome of each attempt: (parameter, column type) in the order of _record's values.

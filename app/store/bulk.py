@@ -29,9 +29,12 @@ def unnest_insert(table: sa.Table, columns: tuple[str, ...]) -> sa.Insert:
     return table.insert().from_select(list(columns), sa.select(*arrays))
 
 
-def column_arrays(rows: Sequence[dict[str, Any]], prefix: str) -> dict[str, list[Any]]:
-    """Rows (same keys) as one list per column, keyed `{prefix}{column}`: unnest()'s arrays."""
-    return {f"{prefix}{name}": [row[name] for row in rows] for name in rows[0]}
+def column_arrays(
+    rows: Sequence[dict[str, Any]], prefix: str, names: Sequence[str] | None = None
+) -> dict[str, list[Any]]:
+    """Rows (same keys) as one list per column (every key, or `names`), keyed
+    `{prefix}{column}`: unnest()'s arrays."""
+    return {f"{prefix}{name}": [row[name] for row in rows] for name in names or rows[0]}
 
 
 async def insert_rows(
