@@ -37,8 +37,11 @@ from app.metrics import (
 )
 from app.security.secret_box import SecretBox
 from app.settings import Settings
+from app.store import driver_sql
 from app.store.attempt_sql import (
     ATTEMPT_OWN_COLUMNS,
+    CLAIM_ID,
+    CLAIM_SUBSCRIPTION_STATUS,
     attempt_key,
     attempt_statements,
     record_params,
@@ -170,8 +173,8 @@ class AttemptRunner:
         if sql.lease_and_read is not None:
             # One statement, no transaction around it: a round trip instead of four.
             async with self.autocommit.connect() as conn:
-                rows = (await conn.execute(sql.lease_and_read, lease)).all()
-                orphaned = [r.id for r in rows if r.subscription_status != "enabled"]
+                rows = await driver_sql.fetch(conn, sql.lease_and_read, lease)
+                orphaned = [r[CLAIM_ID] for r in rows if r[CLAIM_SUBSCRIPTION_STATUS] != "enabled"]
                 if orphaned:
                     await conn.execute(sql.cancel, {"ids": orphaned, "b_now": now})
         else:
@@ -182,11 +185,13 @@ class AttemptRunner:
                     if leased
                     else []
                 )
-                orphaned = [r.id for r in rows if r.subscription_status != "enabled"]
+                orphaned = [r[CLAIM_ID] for r in rows if r[CLAIM_SUBSCRIPTION_STATUS] != "enabled"]
                 if orphaned:
                     # The subscription was disabled or deleted after this job was queued.
                     await conn.execute(sql.cancel, {"ids": orphaned, "b_now": now})
-        by_id = {r.id: self._claimed(r) for r in rows if r.subscription_status == "enabled"}
+        by_id = {
+            r[CLAIM_ID]: self._claimed(r) for r in rows if r[CLAIM_SUBSCRIPTION_STATUS] == "enabled"
+        }
         results: list[Claimed | None] = []
         seen: set[str] = set()
         for delivery_id, attempt in refs:
@@ -324,7 +329,8 @@ class AttemptRunner:
         ):
             # The usual batch: one statement, no transaction around it.
             async with self.autocommit.connect() as conn:
-                await conn.execute(
+                await driver_sql.execute(
+                    conn,
                     sql.record_with_attempts,
                     {
                         "b_now": now,

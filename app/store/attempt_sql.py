@@ -23,6 +23,7 @@ import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql
 
 from app.store.bulk import column_arrays
+from app.store.driver_sql import DriverStatement
 from app.store.tables import attempts, deliveries, events, subscriptions
 
 
@@ -30,12 +31,14 @@ from app.store.tables import attempts, deliveries, events, subscriptions
 class AttemptStatements:
     lease_pending: sa.Update  # ids, keys, b_now, b_lease -> (id, attempt_count)
     claimed_rows: sa.Select[Any]  # ids -> delivery + subscription + payload
-    # PostgreSQL: lease_pending and claimed_rows as one statement (ids, keys, b_now, b_lease).
-    lease_and_read: sa.Select[Any] | None
+    # PostgreSQL: lease_pending and claimed_rows as one statement (ids, keys, b_now, b_lease),
+    # run on the driver's connection.
+    lease_and_read: DriverStatement | None
     cancel: sa.Update  # ids, b_now
     record: sa.Update  # PostgreSQL: arrays u_*; SQLite: executemany of u_* per row
-    # PostgreSQL: record plus the attempt rows (arrays a_*) as one statement.
-    record_with_attempts: sa.Insert | None
+    # PostgreSQL: record plus the attempt rows (arrays a_*) as one statement, run on the
+    # driver's connection.
+    record_with_attempts: DriverStatement | None
 
 
 def _pending(dialect: str) -> sa.ColumnElement[bool]:
@@ -64,6 +67,9 @@ def attempt_key(delivery_id: str, attempts_made: int) -> str:
 
 
 _TIME = deliveries.c.lease_until.type
+# Positions in a claimed row (_claimed_rows).
+CLAIM_ID = 0
+CLAIM_SUBSCRIPTION_STATUS = 5
 
 
 @cache
@@ -86,12 +92,12 @@ def attempt_statements(dialect: str) -> AttemptStatements:
         .returning(deliveries.c.id, deliveries.c.attempt_count)
     )
     claimed_rows = _claimed_rows(deliveries).where(ids_match)
-    lease_and_read: sa.Select[Any] | None = None
+    lease_and_read: DriverStatement | None = None
     if dialect == "postgresql":
         leased = lease_pending.returning(
             deliveries.c.tenant_id, deliveries.c.event_id, deliveries.c.subscription_id
         ).cte("leased")
-        lease_and_read = _claimed_rows(leased)
+        lease_and_read = DriverStatement.compile(_claimed_rows(leased))
     cancel = (
         deliveries.update()
         .where(ids_match)
@@ -110,7 +116,7 @@ def attempt_statements(dialect: str) -> AttemptStatements:
         cancel=cancel,
         record=record,
         record_with_attempts=(
-            _attempts_of_record().add_cte(record.cte("recorded"))
+            DriverStatement.compile(_attempts_of_record().add_cte(record.cte("recorded")))
             if dialect == "postgresql"
             else None
         ),
@@ -120,7 +126,8 @@ def attempt_statements(dialect: str) -> AttemptStatements:
 def _claimed_rows(source: sa.TableClause | sa.CTE) -> sa.Select[Any]:
     """What an attempt needs: the delivery, its subscription's settings, the event's body.
 
-    AttemptRunner._claimed unpacks these columns by position: keep the order.
+    AttemptRunner._claimed unpacks these columns by position: keep the order (CLAIM_ID and
+    CLAIM_SUBSCRIPTION_STATUS name two of them).
     """
     return (
         sa.select(

@@ -9,10 +9,13 @@ import sqlalchemy as sa
 from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
+from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from app.ids import new_id
+from app.store import driver_sql
 from app.store.bulk import insert_rows
+from app.store.driver_sql import DriverStatement
 from app.store.migrate import alembic_config
 from app.store.tables import events, metadata
 from app.store.tenants import create_tenant, get_tenant
@@ -114,3 +117,25 @@ def test_migrations_downgrade_to_nothing_and_back(tmp_path: object) -> None:
     command.upgrade(config, "head")
     command.downgrade(config, "base")
     command.upgrade(config, "head")
+
+
+async def test_a_statement_on_the_driver_connection_takes_its_parameters_by_name(
+    engine: AsyncEngine, backend: str
+) -> None:
+    if backend != "postgresql":
+        pytest.skip("the driver path is asyncpg's")
+    tenants = metadata.tables["tenants"]
+    statement = DriverStatement.compile(
+        sa.select(tenants.c.id, tenants.c.name, sa.literal("fixed"))
+        .where(tenants.c.id == sa.any_(sa.bindparam("ids", type_=ARRAY(sa.String()))))
+        .order_by(tenants.c.name)
+    )
+    async with engine.begin() as conn:
+        first = await create_tenant(conn, "Warung A", actor="test")
+        await create_tenant(conn, "Warung B", actor="test")
+    async with engine.connect() as conn:
+        rows = await driver_sql.fetch(conn, statement, {"ids": [first.id, "ten_missing"]})
+        assert [tuple(r) for r in rows] == [(first.id, "Warung A", "fixed")]
+        # A parameter the caller forgot is an error, never a silent NULL.
+        with pytest.raises(KeyError):
+            await driver_sql.fetch(conn, statement, {})
