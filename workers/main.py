@@ -88,7 +88,7 @@ async def on_shutdown(ctx: dict[str, Any]) -> None:
     if runner is not None:
         # Free the slots of the last attempts now rather than when their leases run out.
         with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(runner.slots.drain(), RELEASE_WAIT_S)
+            await asyncio.wait_for(runner.close(), RELEASE_WAIT_S)
     client: WebhookClient | None = ctx.get("client")
     if client is not None:
         await client.close()

@@ -37,7 +37,6 @@ from app.metrics import (
 )
 from app.security.secret_box import SecretBox
 from app.settings import Settings
-from app.store import driver_sql
 from app.store.attempt_sql import (
     ATTEMPT_OWN_COLUMNS,
     CLAIM_ID,
@@ -48,6 +47,7 @@ from app.store.attempt_sql import (
 )
 from app.store.audit import record_audit
 from app.store.bulk import column_arrays, insert_rows
+from app.store.driver_sql import HeldConnections
 from app.store.subscriptions import cancel_pending_deliveries
 from app.store.tables import attempts, deliveries, subscriptions
 from contracts.canonical import EventSource, SubscriptionDisabledData
@@ -131,10 +131,17 @@ class AttemptRunner:
         self.rng = rng or random.Random()  # noqa: S311 - jitter, not security
         # For single statements that need no transaction around them (no BEGIN/COMMIT).
         self.autocommit = engine.execution_options(isolation_level="AUTOCOMMIT")
+        # The claim and record statements' own connections (PostgreSQL).
+        self.held = HeldConnections(engine)
         self._claims: MicroBatcher[AttemptRef, Claimed | None] = MicroBatcher(self._claim_batch)
         self._records: MicroBatcher[Sent | Throttled, Recorded] = MicroBatcher(self._record_batch)
         self.slots = SlotWaiter(limiter, self.rng)
         self._opened: dict[str, str] = {}
+
+    async def close(self) -> None:
+        """Free the slots of the last attempts and the held connections (at shutdown)."""
+        await self.slots.drain()
+        await self.held.close()
 
     async def run(self, refs: Sequence[AttemptRef]) -> int:
         """Attempt each (delivery, attempt) that is still current; returns how many were sent.
@@ -172,10 +179,10 @@ class AttemptRunner:
         sql = attempt_statements(self.engine.dialect.name)
         if sql.lease_and_read is not None:
             # One statement, no transaction around it: a round trip instead of four.
-            async with self.autocommit.connect() as conn:
-                rows = await driver_sql.fetch(conn, sql.lease_and_read, lease)
-                orphaned = [r[CLAIM_ID] for r in rows if r[CLAIM_SUBSCRIPTION_STATUS] != "enabled"]
-                if orphaned:
+            rows = await self.held.fetch(sql.lease_and_read, lease)
+            orphaned = [r[CLAIM_ID] for r in rows if r[CLAIM_SUBSCRIPTION_STATUS] != "enabled"]
+            if orphaned:
+                async with self.autocommit.connect() as conn:
                     await conn.execute(sql.cancel, {"ids": orphaned, "b_now": now})
         else:
             async with self.engine.begin() as conn:
@@ -328,16 +335,14 @@ class AttemptRunner:
             and not any(_changes_health(item) for item, _ in sent)
         ):
             # The usual batch: one statement, no transaction around it.
-            async with self.autocommit.connect() as conn:
-                await driver_sql.execute(
-                    conn,
-                    sql.record_with_attempts,
-                    {
-                        "b_now": now,
-                        **column_arrays(state, "u_"),
-                        **column_arrays(rows, "a_", ATTEMPT_OWN_COLUMNS),
-                    },
-                )
+            await self.held.execute(
+                sql.record_with_attempts,
+                {
+                    "b_now": now,
+                    **column_arrays(state, "u_"),
+                    **column_arrays(rows, "a_", ATTEMPT_OWN_COLUMNS),
+                },
+            )
             return recorded
         async with self.engine.begin() as conn:
             for refused, record in throttled:

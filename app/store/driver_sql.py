@@ -1,15 +1,18 @@
-"""A hot statement run on the database driver's own connection, compiled once.
+"""Hot statements run on the database driver's own connections, compiled once.
 
 The delivery batch's two statements run hundreds of times a second per worker. Through
-SQLAlchemy each execution also processes every parameter (element by element for arrays),
-wraps the result, and switches greenlets; on asyncpg's connection directly, with the
-statement compiled once by SQLAlchemy, only asyncpg's work is left (its statement cache
-prepares each text once per connection). The caller gives parameters as asyncpg takes them:
-timezone-aware datetimes, lists for arrays.
+SQLAlchemy each execution also checks a connection out of the pool and back, processes
+every parameter (element by element for arrays), wraps the result, and switches greenlets;
+on asyncpg's connection directly, with the statement compiled once by SQLAlchemy, only
+asyncpg's work is left (its statement cache prepares each text once per connection). The
+caller gives parameters as asyncpg takes them: timezone-aware datetimes, lists for arrays.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+from collections import deque
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -17,11 +20,8 @@ from typing import Any
 import asyncpg
 import sqlalchemy as sa
 from sqlalchemy.dialects.postgresql.asyncpg import dialect as asyncpg_dialect
-from sqlalchemy.ext.asyncio import AsyncConnection
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from sqlalchemy.sql.compiler import SQLCompiler
-
-# A connection that failed like this is dropped from the pool, as SQLAlchemy would drop it.
-_BROKEN = (OSError, asyncpg.InterfaceError, asyncpg.ConnectionDoesNotExistError)
 
 
 @dataclass(frozen=True)
@@ -46,30 +46,102 @@ class DriverStatement:
         return [params[name] if name in params else self.fixed[name] for name in self.names]
 
 
-async def fetch(
-    conn: AsyncConnection, statement: DriverStatement, params: Mapping[str, Any]
-) -> Sequence[Sequence[Any]]:
-    """The statement's rows (asyncpg records: read them by position)."""
-    driver = await _driver(conn)
-    try:
-        rows: Sequence[Sequence[Any]] = await driver.fetch(statement.text, *statement.args(params))
-    except _BROKEN:
-        await conn.invalidate()
-        raise
-    return rows
+class HeldConnections:
+    """A few pooled connections kept checked out for hot statements, handed out in turn.
+
+    Taking a connection from SQLAlchemy's pool and giving it back costs about as much CPU as
+    running the statement (measured: ~130 us a checkout against ~120 us for the execution
+    of a ten-row record), and a delivery batch runs two statements. These connections are
+    taken once and reused; one that breaks is closed, and the next use opens another.
+    """
+
+    def __init__(self, engine: AsyncEngine, size: int = 2) -> None:
+        # Autocommit: each statement stands alone (no BEGIN/COMMIT round trips).
+        self._engine = engine.execution_options(isolation_level="AUTOCOMMIT")
+        self._size = size
+        self._opened = 0
+        self._free: list[_Held] = []
+        self._waiting: deque[asyncio.Future[_Held | None]] = deque()
+
+    async def fetch(
+        self, statement: DriverStatement, params: Mapping[str, Any]
+    ) -> Sequence[Sequence[Any]]:
+        """The statement's rows (asyncpg records: read them by position)."""
+        held = await self._take()
+        try:
+            rows: Sequence[Sequence[Any]] = await held.driver.fetch(
+                statement.text, *statement.args(params)
+            )
+        except BaseException as exc:
+            await self._give_back(held, exc)
+            raise
+        await self._give_back(held, None)
+        return rows
+
+    async def execute(self, statement: DriverStatement, params: Mapping[str, Any]) -> None:
+        held = await self._take()
+        try:
+            await held.driver.execute(statement.text, *statement.args(params))
+        except BaseException as exc:
+            await self._give_back(held, exc)
+            raise
+        await self._give_back(held, None)
+
+    async def close(self) -> None:
+        free, self._free = self._free, []
+        for held in free:
+            self._opened -= 1
+            await held.conn.close()
+
+    async def _take(self) -> _Held:
+        while True:
+            if self._free:
+                return self._free.pop()
+            if self._opened < self._size:
+                self._opened += 1
+                try:
+                    conn = await self._engine.connect()
+                    raw = await conn.get_raw_connection()
+                except BaseException:
+                    self._opened -= 1
+                    self._hand(None)  # a waiter may try its own luck
+                    raise
+                return _Held(conn, raw.driver_connection)
+            waiter: asyncio.Future[_Held | None] = asyncio.get_running_loop().create_future()
+            self._waiting.append(waiter)
+            try:
+                held = await waiter
+            except asyncio.CancelledError:
+                if waiter.done() and not waiter.cancelled():
+                    self._hand(waiter.result())  # handed over just as we gave up
+                raise
+            if held is not None:
+                return held
+            # None: a connection was dropped, there is room to open one.
+
+    async def _give_back(self, held: _Held, error: BaseException | None) -> None:
+        if error is not None and not isinstance(error, asyncpg.PostgresError):
+            # Broken, or interrupted mid-statement (cancelled): its state is unknown.
+            self._opened -= 1
+            with contextlib.suppress(Exception):
+                await held.conn.invalidate()
+                await held.conn.close()
+            self._hand(None)
+            return
+        self._hand(held)
+
+    def _hand(self, held: _Held | None) -> None:
+        """To the first waiter (None: room to open a connection), or back to the free list."""
+        while self._waiting:
+            waiter = self._waiting.popleft()
+            if not waiter.done():
+                waiter.set_result(held)
+                return
+        if held is not None:
+            self._free.append(held)
 
 
-async def execute(
-    conn: AsyncConnection, statement: DriverStatement, params: Mapping[str, Any]
-) -> None:
-    driver = await _driver(conn)
-    try:
-        await driver.execute(statement.text, *statement.args(params))
-    except _BROKEN:
-        await conn.invalidate()
-        raise
-
-
-async def _driver(conn: AsyncConnection) -> Any:
-    raw = await conn.get_raw_connection()
-    return raw.driver_connection
+@dataclass(frozen=True, slots=True)
+class _Held:
+    conn: AsyncConnection
+    driver: Any  # asyncpg.Connection

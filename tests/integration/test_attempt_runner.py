@@ -46,7 +46,7 @@ async def runner(
     await queue.flushdb()
     client = WebhookClient(AddressPolicy(allow_cidrs=parse_allow_cidrs("127.0.0.1/32")))
     await client.start()
-    yield AttemptRunner(
+    runner = AttemptRunner(
         engine=engine,
         queue=queue,
         client=client,
@@ -54,6 +54,8 @@ async def runner(
         secret_box=SecretBox(()),
         settings=settings,
     )
+    yield runner
+    await runner.close()
     await client.close()
     await queue.aclose()
 

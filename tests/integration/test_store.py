@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
 from datetime import UTC, datetime, timedelta, timezone
 
+import asyncpg
 import pytest
 import sqlalchemy as sa
 from alembic import command
@@ -13,9 +15,8 @@ from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from app.ids import new_id
-from app.store import driver_sql
 from app.store.bulk import insert_rows
-from app.store.driver_sql import DriverStatement
+from app.store.driver_sql import DriverStatement, HeldConnections
 from app.store.migrate import alembic_config
 from app.store.tables import events, metadata
 from app.store.tenants import create_tenant, get_tenant
@@ -133,9 +134,25 @@ async def test_a_statement_on_the_driver_connection_takes_its_parameters_by_name
     async with engine.begin() as conn:
         first = await create_tenant(conn, "Warung A", actor="test")
         await create_tenant(conn, "Warung B", actor="test")
-    async with engine.connect() as conn:
-        rows = await driver_sql.fetch(conn, statement, {"ids": [first.id, "ten_missing"]})
+    held = HeldConnections(engine, size=1)
+    try:
+        rows = await held.fetch(statement, {"ids": [first.id, "ten_missing"]})
         assert [tuple(r) for r in rows] == [(first.id, "Warung A", "fixed")]
         # A parameter the caller forgot is an error, never a silent NULL.
         with pytest.raises(KeyError):
-            await driver_sql.fetch(conn, statement, {})
+            await held.fetch(statement, {})
+        # A statement PostgreSQL refuses leaves the connection usable; one that is cut off
+        # (cancelled mid-statement) is replaced; both answer the next caller.
+        with pytest.raises(asyncpg.PostgresError):
+            await held.execute(DriverStatement.compile(sa.text("SELECT 1 / 0")), {})
+        sleeper = asyncio.create_task(
+            held.execute(DriverStatement.compile(sa.text("SELECT pg_sleep(5)")), {})
+        )
+        queued = asyncio.create_task(held.fetch(statement, {"ids": [first.id]}))
+        await asyncio.sleep(0.2)
+        sleeper.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await sleeper
+        assert len(await asyncio.wait_for(queued, 5)) == 1
+    finally:
+        await held.close()
