@@ -120,7 +120,7 @@ class HeldConnections:
             # None: a connection was dropped, there is room to open one.
 
     async def _give_back(self, held: _Held, error: BaseException | None) -> None:
-        if error is not None and not isinstance(error, asyncpg.PostgresError):
+        if error is not None and not _statement_refused(held, error):
             # Broken, or interrupted mid-statement (cancelled): its state is unknown.
             self._opened -= 1
             with contextlib.suppress(Exception):
@@ -139,6 +139,19 @@ class HeldConnections:
                 return
         if held is not None:
             self._free.append(held)
+
+
+def _statement_refused(held: _Held, error: BaseException) -> bool:
+    """Whether PostgreSQL refused the statement on a connection that is still good.
+
+    asyncpg reports a lost connection as a PostgresError too (PostgresConnectionError), and
+    a server shutting the session down (AdminShutdownError) closes it.
+    """
+    return (
+        isinstance(error, asyncpg.PostgresError)
+        and not isinstance(error, asyncpg.PostgresConnectionError)
+        and not held.driver.is_closed()
+    )
 
 
 @dataclass(frozen=True, slots=True)

@@ -154,5 +154,17 @@ async def test_a_statement_on_the_driver_connection_takes_its_parameters_by_name
         with pytest.raises(asyncio.CancelledError):
             await sleeper
         assert len(await asyncio.wait_for(queued, 5)) == 1
+        # The server ends the session mid-statement (a restart, an operator): that caller
+        # hears of it, the next one is served on a new connection.
+        [[pid]] = await held.fetch(DriverStatement.compile(sa.select(sa.func.pg_backend_pid())), {})
+        sleeping = asyncio.create_task(
+            held.execute(DriverStatement.compile(sa.text("SELECT pg_sleep(5)")), {})
+        )
+        await asyncio.sleep(0.3)
+        async with engine.connect() as other:
+            await other.execute(sa.text(f"SELECT pg_terminate_backend({int(pid)})"))
+        with pytest.raises((asyncpg.PostgresError, asyncpg.InterfaceError)):
+            await sleeping
+        assert len(await held.fetch(statement, {"ids": [first.id]})) == 1
     finally:
         await held.close()
