@@ -184,17 +184,23 @@ class SlotWaiter:
             else:
                 self._forget_if_idle(lane)
 
-    def _ask(self, lane: _Lane) -> Ask:
+    def _ask(
+        self, lane: _Lane, candidates: list[str] | None = None, *, note_waiting: bool = False
+    ) -> Ask:
+        """The lane's pending releases, and its first waiting attempts as candidates."""
         releases, lane.releases = lane.releases, []
-        # No more candidates than could be admitted at once: the rest wait their turn.
-        count = min(len(lane.waiting), max(lane.max_in_flight, 1))
+        if candidates is None:
+            # No more candidates than could be admitted at once: the rest wait their turn.
+            count = min(len(lane.waiting), max(lane.max_in_flight, 1))
+            candidates = [lane.waiting[i].token for i in range(count)]
         return Ask(
             lane.subscription_id,
             lane.max_in_flight,
             lane.rate_limit_per_s,
             lane.lease_ms,
             releases=releases,
-            candidates=[lane.waiting[i].token for i in range(count)],
+            candidates=candidates,
+            note_waiting=note_waiting,
         )
 
     def _settle(self, lane: _Lane, ask: Ask, answer: Answer) -> bool:
@@ -202,13 +208,7 @@ class SlotWaiter:
 
         Returns whether the subscription's slots are slow (then everyone waiting goes back).
         """
-        for waiter in _take(lane.waiting, answer.admitted):
-            if waiter.future.done():
-                # Cancelled while asking (the job ended): give the slot back.
-                lane.releases.append(waiter.token)
-            else:
-                lane.in_flight += 1
-                waiter.future.set_result(ADMITTED)
+        _grant(lane, _take(lane.waiting, answer.admitted))
         if answer.admitted == len(ask.candidates) or not lane.waiting:
             return False
         if answer.limit == "max_in_flight" and (
@@ -255,13 +255,7 @@ class SlotWaiter:
             lane.asking = True
             waiting.append([w for w in lane.waiting if not w.future.done()])
             lane.waiting = deque()  # what arrives meanwhile waits for the next call
-            asks.append(
-                replace(
-                    self._ask(lane),
-                    candidates=[w.token for w in waiting[-1]],
-                    note_waiting=True,
-                )
-            )
+            asks.append(self._ask(lane, [w.token for w in waiting[-1]], note_waiting=True))
         try:
             answers = await self.limiter.ask(asks)
         except Exception as exc:
@@ -271,12 +265,7 @@ class SlotWaiter:
             return
         for lane, those, answer in zip(lanes, waiting, answers, strict=True):
             lane.asking = False
-            for waiter in those[: answer.admitted]:
-                if waiter.future.done():
-                    lane.releases.append(waiter.token)
-                else:
-                    lane.in_flight += 1
-                    waiter.future.set_result(ADMITTED)
+            _grant(lane, those[: answer.admitted])
             refusal = answer.refusal()
             for waiter in those[answer.admitted :]:
                 if not waiter.future.done():
@@ -312,6 +301,17 @@ class SlotWaiter:
             + self._rng.uniform(0.0, min(drain_s, MAX_SPREAD_S))
         )
         return int(wait_s * 1000)
+
+
+def _grant(lane: _Lane, admitted: list[_Waiter]) -> None:
+    """Tell admitted attempts; a slot won by one cancelled meanwhile (its job ended) is
+    given back with the lane's next call."""
+    for waiter in admitted:
+        if waiter.future.done():
+            lane.releases.append(waiter.token)
+        else:
+            lane.in_flight += 1
+            waiter.future.set_result(ADMITTED)
 
 
 def _take(waiting: deque[_Waiter], count: int) -> list[_Waiter]:

@@ -67,25 +67,21 @@ class HeldConnections:
         self, statement: DriverStatement, params: Mapping[str, Any]
     ) -> Sequence[Sequence[Any]]:
         """The statement's rows (asyncpg records: read them by position)."""
-        held = await self._take()
-        try:
-            rows: Sequence[Sequence[Any]] = await held.driver.fetch(
-                statement.text, *statement.args(params)
-            )
-        except BaseException as exc:
-            await self._give_back(held, exc)
-            raise
-        await self._give_back(held, None)
+        rows: Sequence[Sequence[Any]] = await self._run("fetch", statement, params)
         return rows
 
     async def execute(self, statement: DriverStatement, params: Mapping[str, Any]) -> None:
+        await self._run("execute", statement, params)
+
+    async def _run(self, method: str, statement: DriverStatement, params: Mapping[str, Any]) -> Any:
         held = await self._take()
         try:
-            await held.driver.execute(statement.text, *statement.args(params))
+            result = await getattr(held.driver, method)(statement.text, *statement.args(params))
         except BaseException as exc:
             await self._give_back(held, exc)
             raise
         await self._give_back(held, None)
+        return result
 
     async def close(self) -> None:
         free, self._free = self._free, []
