@@ -22,7 +22,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql
 
-from app.store.bulk import column_arrays
+from app.store.bulk import column_arrays, unnest_insert
 from app.store.driver_sql import DriverStatement
 from app.store.tables import attempts, deliveries, events, subscriptions
 
@@ -184,16 +184,14 @@ ATTEMPT_OWN_COLUMNS = tuple(c for c in ATTEMPT_COLUMNS if c not in ATTEMPT_FROM_
 def _attempts_of_record() -> sa.Insert:
     """INSERT of the attempt rows from unnest() of arrays: a_* for ATTEMPT_OWN_COLUMNS, the
     outcome's u_* for the rest (fewer arrays to encode: asyncpg checks every element)."""
-    arrays = [
-        sa.func.unnest(
-            sa.bindparam(
-                f"u_{ATTEMPT_FROM_RECORD[name]}" if name in ATTEMPT_FROM_RECORD else f"a_{name}",
-                type_=postgresql.ARRAY(attempts.c[name].type),
-            )
-        )
-        for name in ATTEMPT_COLUMNS
-    ]
-    return attempts.insert().from_select(list(ATTEMPT_COLUMNS), sa.select(*arrays))
+    return unnest_insert(
+        attempts,
+        ATTEMPT_COLUMNS,
+        tuple(
+            f"u_{ATTEMPT_FROM_RECORD[name]}" if name in ATTEMPT_FROM_RECORD else f"a_{name}"
+            for name in ATTEMPT_COLUMNS
+        ),
+    )
 
 
 # The outcome of each attempt: (parameter, column type) in the order of _record's values.

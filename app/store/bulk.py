@@ -19,12 +19,17 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 
 @cache
-def unnest_insert(table: sa.Table, columns: tuple[str, ...]) -> sa.Insert:
-    """PostgreSQL: INSERT of the rows given as one array per column, parameters `a_{column}`."""
+def unnest_insert(
+    table: sa.Table, columns: tuple[str, ...], parameters: tuple[str, ...] | None = None
+) -> sa.Insert:
+    """PostgreSQL: INSERT of the rows given as one array per column, parameters `a_{column}`
+    (or the names in `parameters`, column for column: an array the statement already has)."""
     # asyncpg's dialect casts each parameter to its array type, so unnest() knows its type.
     arrays = [
-        sa.func.unnest(sa.bindparam(f"a_{name}", type_=postgresql.ARRAY(table.c[name].type)))
-        for name in columns
+        sa.func.unnest(sa.bindparam(parameter, type_=postgresql.ARRAY(table.c[name].type)))
+        for name, parameter in zip(
+            columns, parameters or tuple(f"a_{name}" for name in columns), strict=True
+        )
     ]
     return table.insert().from_select(list(columns), sa.select(*arrays))
 
