@@ -26,26 +26,51 @@ def _encode(value: int, length: int) -> str:
     return "".join(reversed(chars))
 
 
-def new_ulid() -> str:
-    """A 26-character ULID, monotonic within this process so ids sort in creation order."""
+# A block of ids is the 2**20 ULIDs that share their first 22 characters (the last four
+# encode 20 bits); whoever holds the block's prefix can name up to that many ids itself.
+BLOCK_BITS = 20
+BLOCK_PREFIX_LENGTH = 22
+_RANDOM_LIMIT = 1 << 80
+
+
+def _next_value(span: int) -> int:
+    """The first of `span` consecutive ULID values (a power of two, aligned to it), all after
+    every value handed out before in this process."""
     global _last_ms, _last_random
     with _lock:
         now_ms = time.time_ns() // 1_000_000
-        if now_ms <= _last_ms and _last_random < (1 << 80) - 1:
-            # Same millisecond (or clock stepped back): increment instead of drawing anew,
-            # so "newest first" lists never reorder rows created back to back.
+        # Same millisecond (or clock stepped back): count on from the last value instead of
+        # drawing anew, so "newest first" lists never reorder rows created back to back.
+        start = (_last_random // span + 1) * span if span > 1 else _last_random + 1
+        if now_ms <= _last_ms and start + span <= _RANDOM_LIMIT:
             now_ms = _last_ms
-            _last_random += 1
         elif now_ms <= _last_ms:
             # The random part is exhausted: borrow the next millisecond rather than wrap.
             now_ms = _last_ms + 1
-            _last_ms = now_ms
-            _last_random = int.from_bytes(os.urandom(10), "big") >> 1
+            start = (int.from_bytes(os.urandom(10), "big") >> 1) // span * span
         else:
-            _last_ms = now_ms
-            _last_random = int.from_bytes(os.urandom(10), "big")
-        value = (now_ms << 80) | _last_random
+            start = int.from_bytes(os.urandom(10), "big") // span * span
+        _last_ms = now_ms
+        _last_random = start + span - 1
+        return (now_ms << 80) | start
+
+
+def _text(value: int) -> str:
     return "".join([_PAIRS[(value >> shift) & 1023] for shift in _PAIR_SHIFTS])
+
+
+def new_ulid() -> str:
+    """A 26-character ULID, monotonic within this process so ids sort in creation order."""
+    return _text(_next_value(1))
+
+
+def new_id_block(prefix: str) -> str:
+    """`{prefix}_` and the first 22 characters of 2**20 fresh consecutive ULIDs.
+
+    For ids named where they are stored (PostgreSQL names an event's deliveries in the
+    statement that finds them): the holder appends the block's four last characters.
+    """
+    return f"{prefix}_{_text(_next_value(1 << BLOCK_BITS))[:BLOCK_PREFIX_LENGTH]}"
 
 
 def new_id(prefix: str) -> str:

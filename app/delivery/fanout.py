@@ -15,8 +15,9 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from app.clock import utcnow
 from app.delivery.jobs import enqueue_first_attempts
-from app.ids import new_id
+from app.ids import new_id, new_id_block
 from app.metrics import EVENTS_PUBLISHED, FANOUT_SIZE
+from app.store.driver_sql import HeldConnections
 from app.store.events import (
     NewEvent,
     enabled_subscription_ids,
@@ -24,6 +25,7 @@ from app.store.events import (
     insert_events_with_deliveries,
     matching_subscription_ids,
 )
+from app.store.publish_sql import write_batch
 from contracts.canonical import Envelope, EventSource
 
 logger = logging.getLogger(__name__)
@@ -134,13 +136,8 @@ async def write_event(
     return _published(event, await insert_event_with_deliveries(conn, event, targets))
 
 
-async def write_events(conn: AsyncConnection, drafts: Sequence[EventDraft]) -> list[Published]:
-    """Inside the caller's transaction: several events and their deliveries in two INSERTs.
-
-    Matching runs once per distinct (tenant, type, source) in the batch.
-    """
-    now = utcnow()
-    new_events = [
+def _drafted(drafts: Sequence[EventDraft], now: datetime) -> list[NewEvent]:
+    return [
         _new_event(
             tenant_id=d.tenant_id,
             event_type=d.event_type,
@@ -151,6 +148,14 @@ async def write_events(conn: AsyncConnection, drafts: Sequence[EventDraft]) -> l
         )
         for d in drafts
     ]
+
+
+async def write_events(conn: AsyncConnection, drafts: Sequence[EventDraft]) -> list[Published]:
+    """Inside the caller's transaction: several events and their deliveries in two INSERTs.
+
+    Matching runs once per distinct (tenant, type, source) in the batch.
+    """
+    new_events = _drafted(drafts, utcnow())
     targets: dict[tuple[str, str, str | None], list[str]] = {}
     for event in new_events:
         key = (event.tenant_id, event.type, event.source_id)
@@ -159,6 +164,16 @@ async def write_events(conn: AsyncConnection, drafts: Sequence[EventDraft]) -> l
     delivery_ids = await insert_events_with_deliveries(
         conn, [(e, targets[(e.tenant_id, e.type, e.source_id)]) for e in new_events]
     )
+    return [_published(e, ids) for e, ids in zip(new_events, delivery_ids, strict=True)]
+
+
+async def write_events_held(held: HeldConnections, drafts: Sequence[EventDraft]) -> list[Published]:
+    """PostgreSQL: what write_events does, as one statement that stands alone (committed
+    when it returns)."""
+    now = utcnow()
+    new_events = _drafted(drafts, now)
+    blocks = [new_id_block("dlv") for _ in new_events]
+    delivery_ids = await write_batch(held, new_events, blocks, now)
     return [_published(e, ids) for e, ids in zip(new_events, delivery_ids, strict=True)]
 
 

@@ -42,6 +42,11 @@ class DriverStatement:
         }
         return cls(compiled.string, tuple(compiled.positiontup or ()), fixed)
 
+    @classmethod
+    def compile_text(cls, sql: str) -> DriverStatement:
+        """PostgreSQL text with `:name` parameters (each given a type by a CAST)."""
+        return cls.compile(sa.text(sql))
+
     def args(self, params: Mapping[str, Any]) -> list[Any]:
         return [params[name] if name in params else self.fixed[name] for name in self.names]
 

@@ -84,6 +84,47 @@ async def test_source_filtered_subscriptions_only_get_their_sources(
     assert unknown_source.json()["errors"][0]["field"] == "source_id"
 
 
+async def test_publishes_from_a_source_reach_only_subscriptions_that_take_it(
+    client: Client, auth: dict[str, str], engine: AsyncEngine
+) -> None:
+    """Publishes from different sources that share a transaction, filters of each kind."""
+
+    async def source(name: str) -> str:
+        created = await client.post(
+            "/v1/sources", json={"provider": "qasir", "name": name}, headers=auth
+        )
+        assert created.status_code == 201, created.text
+        return str(created.json()["id"])
+
+    first, second = await source("Qasir Senayan"), await source("Qasir Kemang")
+    everything = await subscribe(client, auth, "*")
+    only_first = await subscribe(client, auth, "order.*", source_ids=[first])
+    empty_filter = await subscribe(client, auth, "*", source_ids=[])
+    cleared = await subscribe(client, auth, "*", source_ids=[second])
+    patched = await client.patch(
+        f"/v1/subscriptions/{cleared}", json={"source_ids": None}, headers=auth
+    )
+    assert patched.status_code == 200, patched.text
+    only_second = await subscribe(client, auth, "*", source_ids=[second])
+    plan = [first, second, None] * 4
+    responses = await asyncio.gather(
+        *(
+            client.post(
+                "/v1/events",
+                json={**ORDER, **({"source_id": source_id} if source_id else {})},
+                headers=auth,
+            )
+            for source_id in plan
+        )
+    )
+    unfiltered = {everything, empty_filter, cleared}
+    expected = {first: unfiltered | {only_first}, second: unfiltered | {only_second}}
+    for source_id, response in zip(plan, responses, strict=True):
+        assert response.status_code == 202, response.text
+        wanted = expected[source_id] if source_id else unfiltered
+        assert await delivery_targets(engine, response.json()["id"]) == wanted, source_id
+
+
 async def test_changing_patterns_changes_matching(
     client: Client, auth: dict[str, str], engine: AsyncEngine
 ) -> None:

@@ -9,7 +9,7 @@ import types
 import pytest
 
 from app import ids
-from app.ids import has_prefix, new_id, new_ulid
+from app.ids import has_prefix, new_id, new_id_block, new_ulid
 
 CROCKFORD = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
 SUB_ID = re.compile(r"^sub_[0-9A-HJKMNP-TV-Z]{26}$")
@@ -93,3 +93,32 @@ def test_ids_stay_increasing_when_the_random_part_overflows(
     first = new_ulid()
     second = new_ulid()
     assert first < second
+
+
+def _frozen_clock(monkeypatch: pytest.MonkeyPatch, last_random: int) -> None:
+    fixed_ms = 4_102_444_800_000
+    monkeypatch.setattr(ids, "time", types.SimpleNamespace(time_ns=lambda: fixed_ms * 1_000_000))
+    monkeypatch.setattr(ids, "_last_ms", fixed_ms)
+    monkeypatch.setattr(ids, "_last_random", last_random)
+
+
+def test_a_block_is_the_prefix_and_22_characters_its_holder_completes_with_four() -> None:
+    block = new_id_block("dlv")
+    assert re.fullmatch(r"dlv_[0-9A-HJKMNP-TV-Z]{22}", block), block
+    for last in ("0000", "0001", "ZZZZ"):
+        assert has_prefix(block + last, "dlv")
+
+
+@pytest.mark.parametrize("last_random", [0, 12_345, (1 << 80) - (1 << 20) - 2, (1 << 80) - 2])
+def test_a_blocks_ids_sort_after_every_id_before_it_and_before_every_id_after_it(
+    monkeypatch: pytest.MonkeyPatch, last_random: int
+) -> None:
+    """Also within one millisecond, and when the block no longer fits in the random part."""
+    _frozen_clock(monkeypatch, last_random)
+    before = new_id("dlv")
+    first_block = new_id_block("dlv")
+    second_block = new_id_block("dlv")
+    after = new_id("dlv")
+    assert before < first_block + "0000"
+    assert first_block + "ZZZZ" < second_block + "0000"
+    assert second_block + "ZZZZ" < after
