@@ -7,6 +7,7 @@ import re
 from http import HTTPStatus
 from typing import Any
 
+import asyncpg
 import msgspec
 from litestar import Request, Response
 from litestar.exceptions import HTTPException, SerializationException, ValidationException
@@ -184,6 +185,9 @@ EXCEPTION_HANDLERS: ExceptionHandlersMap = {
     OperationalError: _store_unavailable,
     InterfaceError: _store_unavailable,
     ConnectionError: _store_unavailable,
+    # The same failures on the driver's own connections (app.store.driver_sql).
+    asyncpg.InterfaceError: _store_unavailable,
+    asyncpg.PostgresConnectionError: _store_unavailable,
     Exception: _unexpected,
 }
 

@@ -2,9 +2,15 @@
 
 from __future__ import annotations
 
+import asyncio
+import threading
+from typing import Any
+
 import asyncpg
 import pytest
 import sqlalchemy as sa
+from litestar import Litestar
+from litestar.testing import AsyncTestClient
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from app.clock import utcnow
@@ -16,6 +22,9 @@ from app.store.publish_sql import write_batch
 from app.store.subscriptions import insert_subscription, set_subscription_enabled
 from app.store.tables import deliveries, events
 from contracts.api import SubscriptionCreate
+from contracts.canonical import EXAMPLES
+
+Client = AsyncTestClient[Litestar]
 
 CROCKFORD = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
 
@@ -187,3 +196,108 @@ async def test_an_event_for_many_subscriptions_gets_distinct_ids_in_subscription
         assert [tuple(row) for row in await conn.execute(query)] == list(
             zip(ids, subscribed, strict=True)
         )
+
+
+async def _publisher_backends(engine: AsyncEngine, *, state: str) -> list[int]:
+    """PostgreSQL sessions of the gateway's publisher (their statement is the batch write)."""
+    async with engine.connect() as conn:
+        rows = await conn.execute(
+            sa.text(
+                "SELECT pid FROM pg_stat_activity WHERE datname = current_database() "
+                "AND state = :state AND query LIKE '%WITH written AS%' "
+                "AND pid <> pg_backend_pid()"
+            ),
+            {"state": state},
+        )
+        return [int(pid) for pid in rows.scalars()]
+
+
+async def _terminate(engine: AsyncEngine, pids: list[int]) -> None:
+    async with engine.connect() as conn:
+        for pid in pids:
+            await conn.execute(sa.text("SELECT pg_terminate_backend(:pid)"), {"pid": pid})
+
+
+async def _publish(client: Client, auth: dict[str, str]) -> Any:
+    return await client.post("/v1/events", json=EXAMPLES["order.created"], headers=auth)
+
+
+async def test_a_publish_after_the_database_dropped_the_idle_connection_is_served(
+    client: Client, auth: dict[str, str], engine: AsyncEngine
+) -> None:
+    """A database restart or an idle timeout ends the kept connection: nothing was sent on
+    it, so the next publish gets a new one instead of an error."""
+    subscribed = await client.post(
+        "/v1/subscriptions",
+        json={"url": "https://93.184.216.34/hook", "event_types": ["*"]},
+        headers=auth,
+    )
+    assert subscribed.status_code == 201, subscribed.text
+    assert (await _publish(client, auth)).status_code == 202
+    idle = await _publisher_backends(engine, state="idle")
+    assert idle
+    await _terminate(engine, idle)
+    await asyncio.sleep(0.1)  # the driver notices the closed socket
+    response = await _publish(client, auth)
+    assert response.status_code == 202, response.text
+    assert response.json()["deliveries"] == 1
+
+
+def _cut_off_the_next_batch(dsn: str, locked: threading.Event, errors: list[BaseException]) -> None:
+    """In a thread of its own (the test client blocks the test's event loop while a request
+    runs): hold a lock the batch statement needs, end its session once it waits, let go."""
+
+    async def run() -> None:
+        blocker = await asyncpg.connect(dsn)
+        try:
+            async with blocker.transaction():
+                await blocker.execute("LOCK TABLE events IN ACCESS EXCLUSIVE MODE")
+                locked.set()
+                for _ in range(200):
+                    waiting = await blocker.fetch(
+                        "SELECT pid FROM pg_stat_activity WHERE datname = current_database() "
+                        "AND wait_event_type = 'Lock' AND query LIKE '%WITH written AS%' "
+                        "AND pid <> pg_backend_pid()"
+                    )
+                    if waiting:
+                        break
+                    await asyncio.sleep(0.05)
+                else:
+                    raise AssertionError("the publish never reached the database")
+                for row in waiting:
+                    await blocker.execute("SELECT pg_terminate_backend($1)", row["pid"])
+        finally:
+            await blocker.close()
+
+    try:
+        asyncio.run(run())
+    except BaseException as exc:
+        errors.append(exc)
+    finally:
+        locked.set()
+
+
+async def test_a_publish_whose_connection_is_lost_mid_statement_is_503_and_the_next_is_served(
+    client: Client, auth: dict[str, str], engine: AsyncEngine
+) -> None:
+    assert (await _publish(client, auth)).status_code == 202
+    dsn = engine.url.set(drivername="postgresql").render_as_string(hide_password=False)
+    locked = threading.Event()
+    errors: list[BaseException] = []
+    cutter = threading.Thread(target=_cut_off_the_next_batch, args=(dsn, locked, errors))
+    cutter.start()
+    try:
+        assert await asyncio.to_thread(locked.wait, 10)
+        response = await _publish(client, auth)
+    finally:
+        await asyncio.to_thread(cutter.join, 30)
+    assert not errors, errors
+    assert response.status_code == 503, response.text
+    assert response.headers["retry-after"] == "5"
+    assert response.headers["content-type"].startswith("application/problem+json")
+    assert "unavailable" in response.json()["detail"]
+    served = await _publish(client, auth)
+    assert served.status_code == 202, served.text
+    async with engine.connect() as conn:
+        count = sa.select(sa.func.count()).select_from(events)
+        assert (await conn.execute(count)).scalar_one() == 2
