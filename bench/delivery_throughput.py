@@ -11,6 +11,10 @@ Per repetition:
 4. the baseline again. The ratio is to the mean of the two baselines, which bracket the
    workers' run: the speed of a shared VM drifts within a minute.
 
+Each baseline runs twice: on asyncio's default event loop (``ratio``, as every earlier
+result was measured) and on uvloop, which the workers use (``ratio_uvloop_baseline``: the
+stricter comparison, the same client on the same loop).
+
 Reported: deliveries/s measured from the first arrival at the receiver until the last row
 is ``succeeded`` in SQL (worker start-up excluded; SQL recording included), the same from
 worker spawn (start-up included), the ratio to the raw baseline (goal >= 0.5), CPU seconds
@@ -77,7 +81,11 @@ async def wait_all_succeeded(stack: BenchStack, expected: int, timeout_s: float)
 
 
 async def raw_post(
-    stack: BenchStack, args: argparse.Namespace, bodies_file: Path, count: int
+    stack: BenchStack,
+    args: argparse.Namespace,
+    bodies_file: Path,
+    count: int,
+    loop: str = "asyncio",
 ) -> dict[str, Any]:
     """raw_post.py: the same bodies to the same receiver at the same concurrency."""
     await stack.receiver_reset()
@@ -93,6 +101,8 @@ async def raw_post(
             str(count),
             "--concurrency",
             str(args.concurrency),
+            "--loop",
+            loop,
         ],
         timeout_s=360,
     )
@@ -118,6 +128,8 @@ async def one_repetition(
     # different machine.
     quiet_raw = await stack.wait_for_quiet()
     raw = await raw_post(stack, args, bodies_file, deliveries)
+    # The same client on uvloop, the workers' event loop: the stricter baseline.
+    raw_uvloop = await raw_post(stack, args, bodies_file, deliveries, "uvloop")
     await stack.receiver_reset()
     quiet_gateway = await stack.wait_for_quiet()
     spawned = time.monotonic()
@@ -136,8 +148,10 @@ async def one_repetition(
     if profile is not None:
         await profile
     stack.stop_workers()
+    raw_uvloop_after = await raw_post(stack, args, bodies_file, deliveries, "uvloop")
     raw_after = await raw_post(stack, args, bodies_file, deliveries)
     raw_rps = round((raw["rps"] + raw_after["rps"]) / 2, 1)
+    raw_uvloop_rps = round((raw_uvloop["rps"] + raw_uvloop_after["rps"]) / 2, 1)
 
     first = float(stats["first"])
     attempts = await stack.sql("SELECT count(*) AS n FROM attempts")
@@ -149,6 +163,9 @@ async def one_repetition(
         "raw": raw,
         "raw_after": raw_after,
         "raw_rps": raw_rps,
+        "raw_uvloop": raw_uvloop,
+        "raw_uvloop_after": raw_uvloop_after,
+        "raw_uvloop_rps": raw_uvloop_rps,
         "jobs_queued_before_workers": queued_jobs,
         "receiver_count": stats["count"],
         "attempt_rows_total": int(attempts[0]["n"]),
@@ -157,6 +174,7 @@ async def one_repetition(
         "gateway_rate": round(steady, 1),
         "gateway_rate_incl_startup": round(deliveries / (done_at - spawned), 1),
         "ratio": round(steady / raw_rps, 3),
+        "ratio_uvloop_baseline": round(steady / raw_uvloop_rps, 3),
         "cpu_during_delivery": cpu,
         "cpu_ms_per_delivery": {
             name: round(1000 * spent / deliveries, 2) for name, spent in cpu["cpu_s"].items()
@@ -188,7 +206,9 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
                     f"{result['raw_after']['rps']}/s after, "
                     f"gateway {result['gateway_rate']}/s "
                     f"(incl. start-up {result['gateway_rate_incl_startup']}/s), "
-                    f"ratio {result['ratio']}",
+                    f"ratio {result['ratio']} "
+                    f"(raw on uvloop {result['raw_uvloop_rps']}/s: "
+                    f"{result['ratio_uvloop_baseline']})",
                     file=sys.stderr,
                 )
                 reps.append(result)
@@ -204,6 +224,10 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         "gateway_rate_median": gw_med,
         "gateway_rate_incl_startup_median": median([r["gateway_rate_incl_startup"] for r in reps]),
         "ratio_median": round(median([r["ratio"] for r in reps]), 3),
+        "raw_uvloop_rps_median": median([r["raw_uvloop_rps"] for r in reps]),
+        "ratio_uvloop_baseline_median": round(
+            median([r["ratio_uvloop_baseline"] for r in reps]), 3
+        ),
         "goal_ratio": GOAL_RATIO,
         "pass": median([r["ratio"] for r in reps]) >= GOAL_RATIO,
         "repetitions": reps,

@@ -2,7 +2,8 @@
 
 One ClientSession, `--concurrency` tasks, `--count` POSTs in all, headers shaped like the
 gateway's (webhook-id/-timestamp/-signature, user-agent, content-type) but not computed per
-request. Prints one JSON line: {"count", "seconds", "rps", "errors", "body_bytes"}.
+request, on asyncio's default event loop or (`--loop uvloop`) on uvloop, as the workers run.
+Prints one JSON line: {"count", "seconds", "rps", "errors", "body_bytes", "loop"}.
 
     .venv/bin/python bench/raw_post.py --url http://127.0.0.1:9000/raw \
         --bodies /tmp/bodies.json --count 3000 --concurrency 50
@@ -17,6 +18,7 @@ import json
 import time
 
 import aiohttp
+import uvloop
 
 MAX_SECONDS = 300.0
 
@@ -77,10 +79,12 @@ def main() -> None:
     parser.add_argument("--bodies", required=True, help="JSON array of body strings")
     parser.add_argument("--count", type=int, default=3000)
     parser.add_argument("--concurrency", type=int, default=50)
+    parser.add_argument("--loop", choices=["asyncio", "uvloop"], default="asyncio")
     args = parser.parse_args()
     with open(args.bodies) as f:
         bodies = [b.encode() for b in json.load(f)]
-    result = asyncio.run(run(args.url, bodies, args.count, args.concurrency))
+    runner = uvloop.run if args.loop == "uvloop" else asyncio.run
+    result = {**runner(run(args.url, bodies, args.count, args.concurrency)), "loop": args.loop}
     print(json.dumps(result))
 
 
