@@ -237,7 +237,11 @@ async def test_a_publish_after_the_database_dropped_the_idle_connection_is_serve
     idle = await _publisher_backends(engine, state="idle")
     assert idle
     await _terminate(engine, idle)
-    await asyncio.sleep(0.1)  # the driver notices the closed socket
+    for _ in range(100):  # the sessions end a moment after they are told to
+        if not await _publisher_backends(engine, state="idle"):
+            break
+        await asyncio.sleep(0.05)
+    await asyncio.sleep(0.1)  # and the driver notices the closed socket
     response = await _publish(client, auth)
     assert response.status_code == 202, response.text
     assert response.json()["deliveries"] == 1
