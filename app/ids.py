@@ -8,10 +8,10 @@ import time
 from datetime import datetime
 
 # Crockford base32, as ULID uses: sortable as plain strings.
-_ALPHABET = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
+ALPHABET = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
 # Every 10-bit value as its two characters: a ULID is 13 table lookups instead of 26 divmods
 # (ids are made several times per request on the publish path).
-_PAIRS = tuple(a + b for a in _ALPHABET for b in _ALPHABET)
+_PAIRS = tuple(a + b for a in ALPHABET for b in ALPHABET)
 _PAIR_SHIFTS = tuple(range(120, -1, -10))
 _lock = threading.Lock()
 _last_ms = 0
@@ -22,7 +22,7 @@ def _encode(value: int, length: int) -> str:
     chars = []
     for _ in range(length):
         value, index = divmod(value, 32)
-        chars.append(_ALPHABET[index])
+        chars.append(ALPHABET[index])
     return "".join(reversed(chars))
 
 
@@ -41,7 +41,7 @@ def _next_value(span: int) -> int:
         now_ms = time.time_ns() // 1_000_000
         # Same millisecond (or clock stepped back): count on from the last value instead of
         # drawing anew, so "newest first" lists never reorder rows created back to back.
-        start = (_last_random // span + 1) * span if span > 1 else _last_random + 1
+        start = (_last_random // span + 1) * span
         if now_ms <= _last_ms and start + span <= _RANDOM_LIMIT:
             now_ms = _last_ms
         elif now_ms <= _last_ms:
@@ -80,7 +80,7 @@ def new_id(prefix: str) -> str:
 def has_prefix(value: str, prefix: str) -> bool:
     """True when value looks like one of our ids of that kind (cheap shape check)."""
     body = value.removeprefix(prefix + "_")
-    return body != value and len(body) == 26 and all(c in _ALPHABET for c in body)
+    return body != value and len(body) == 26 and all(c in ALPHABET for c in body)
 
 
 def id_floor(prefix: str, at: datetime) -> str:

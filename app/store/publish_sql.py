@@ -19,7 +19,7 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
-from app.ids import BLOCK_BITS, BLOCK_PREFIX_LENGTH
+from app.ids import ALPHABET, BLOCK_BITS, BLOCK_PREFIX_LENGTH
 from app.store.driver_sql import DriverStatement, HeldConnections
 from app.store.events import NewEvent
 from contracts.event_types import patterns_matching
@@ -29,7 +29,8 @@ assert BLOCK_BITS == 20
 assert BLOCK_PREFIX_LENGTH == 22
 
 # Parameters: e_* one element per event (e_key: the event's matching key, 1-based);
-# k_* one element per (matching key, pattern); now: the batch's time.
+# k_* one element per (matching key, pattern); now: the batch's time; digits: the ids'
+# base32 alphabet.
 WRITE_BATCH = DriverStatement.compile_text(
     """
     WITH written AS (
@@ -62,10 +63,10 @@ WRITE_BATCH = DriverStatement.compile_text(
     INSERT INTO deliveries (id, tenant_id, event_id, subscription_id, status, attempt_count,
                             next_attempt_at, created_at, updated_at)
     SELECT (CAST(:e_block AS varchar[]))[t.ix]
-           || substr('0123456789ABCDEFGHJKMNPQRSTVWXYZ', ((t.n >> 15) & 31) + 1, 1)
-           || substr('0123456789ABCDEFGHJKMNPQRSTVWXYZ', ((t.n >> 10) & 31) + 1, 1)
-           || substr('0123456789ABCDEFGHJKMNPQRSTVWXYZ', ((t.n >> 5) & 31) + 1, 1)
-           || substr('0123456789ABCDEFGHJKMNPQRSTVWXYZ', (t.n & 31) + 1, 1),
+           || substr(CAST(:digits AS text), ((t.n >> 15) & 31) + 1, 1)
+           || substr(CAST(:digits AS text), ((t.n >> 10) & 31) + 1, 1)
+           || substr(CAST(:digits AS text), ((t.n >> 5) & 31) + 1, 1)
+           || substr(CAST(:digits AS text), (t.n & 31) + 1, 1),
            (CAST(:e_tenant_id AS varchar[]))[t.ix], (CAST(:e_id AS varchar[]))[t.ix],
            t.subscription_id, 'pending', 0,
            CAST(:now AS timestamptz), CAST(:now AS timestamptz), CAST(:now AS timestamptz)
@@ -106,6 +107,7 @@ def batch_params(
         "k_pattern": k_pattern,
         "k_source_id": k_source,
         "now": now,
+        "digits": ALPHABET,
     }
 
 
