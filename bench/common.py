@@ -831,3 +831,29 @@ async def run_rate_load(
         if sent_file is not None:
             argv += ["--out", str(sent_file)]
         return await run_json(argv, timeout_s=duration_s + slack_s)
+
+
+async def measure_ops(
+    op: Callable[[], Awaitable[Any]], ops: int, concurrency: int
+) -> dict[str, float]:
+    """CPU (this process) and wall time of `ops` calls of `op` from `concurrency` tasks,
+    after 50 warm-up calls."""
+    for _ in range(50):
+        await op()
+    per_task = ops // concurrency
+
+    async def loop() -> None:
+        for _ in range(per_task):
+            await op()
+
+    wall = time.perf_counter()
+    cpu = time.process_time()
+    await asyncio.gather(*(loop() for _ in range(concurrency)))
+    wall = time.perf_counter() - wall
+    cpu = time.process_time() - cpu
+    done = per_task * concurrency
+    return {
+        "ops_per_s": round(done / wall, 1),
+        "cpu_us_per_op": round(cpu / done * 1e6, 1),
+        "wall_us_per_op_at_c1": round(wall / done * 1e6, 1) if concurrency == 1 else -1,
+    }

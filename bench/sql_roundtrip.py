@@ -21,7 +21,6 @@ import asyncio
 import json
 import secrets
 import sys
-import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -29,32 +28,17 @@ import asyncpg
 import sqlalchemy as sa
 
 from app.store.engine import create_engine
-from bench.common import PG_ADMIN_DSN, REDIS_URL, flush_redis, machine_info, write_result
+from bench.common import (
+    PG_ADMIN_DSN,
+    REDIS_URL,
+    flush_redis,
+    machine_info,
+    measure_ops,
+    write_result,
+)
 from workers.queue import queue_connection
 
 Op = Callable[[], Awaitable[Any]]
-
-
-async def measure(op: Op, ops: int, concurrency: int) -> dict[str, float]:
-    for _ in range(50):
-        await op()
-    per_task = ops // concurrency
-
-    async def loop() -> None:
-        for _ in range(per_task):
-            await op()
-
-    wall = time.perf_counter()
-    cpu = time.process_time()
-    await asyncio.gather(*(loop() for _ in range(concurrency)))
-    wall = time.perf_counter() - wall
-    cpu = time.process_time() - cpu
-    done = per_task * concurrency
-    return {
-        "ops_per_s": round(done / wall, 1),
-        "cpu_us_per_op": round(cpu / done * 1e6, 1),
-        "wall_us_per_op_at_c1": round(wall / done * 1e6, 1) if concurrency == 1 else -1,
-    }
 
 
 async def run(ops: int) -> dict[str, Any]:
@@ -106,7 +90,7 @@ async def run(ops: int) -> dict[str, Any]:
         }
         for name, op in cases.items():
             for concurrency in (1, 20):
-                results[f"{name}@c{concurrency}"] = await measure(op, ops, concurrency)
+                results[f"{name}@c{concurrency}"] = await measure_ops(op, ops, concurrency)
                 print(name, concurrency, results[f"{name}@c{concurrency}"], file=sys.stderr)
         await queue.aclose()
         await engine.dispose()
