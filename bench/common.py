@@ -778,8 +778,15 @@ def py_spy_available() -> bool:
 
 
 def py_spy_argv(pid: int, seconds: float, out: Path) -> list[str]:
-    """`py-spy record` of one process as collapsed stacks (text; see bench/profile_top.py)."""
+    """`py-spy record` of one process as collapsed stacks (text; see bench/profile_top.py).
+
+    BENCH_PROFILE_NATIVE=1 adds C frames (uvloop, asyncpg's and aiohttp's compiled parts),
+    which the default profile charges to the Python frame that called them.
+    """
     exe = shutil.which("py-spy") or str(Path(PYTHON).parent / "py-spy")
+    # py-spy reads native stacks only while the process is paused (no --nonblocking).
+    native = os.environ.get("BENCH_PROFILE_NATIVE") == "1"
+    mode = ["--native"] if native else ["--nonblocking"]
     return [
         exe,
         "record",
@@ -791,7 +798,7 @@ def py_spy_argv(pid: int, seconds: float, out: Path) -> list[str]:
         "raw",
         "--rate",
         "200",
-        "--nonblocking",
+        *mode,
         "--output",
         str(out),
     ]

@@ -18,7 +18,9 @@ stricter comparison, the same client on the same loop).
 Reported: deliveries/s measured from the first arrival at the receiver until the last row
 is ``succeeded`` in SQL (worker start-up excluded; SQL recording included), the same from
 worker spawn (start-up included), the ratio to the raw baseline (goal >= 0.5), CPU seconds
-per process and peak RSS.
+per process and peak RSS, and CPU per delivery past the workers' start-up
+(``cpu_ms_per_delivery_steady``: the comparison to use between two versions of the code,
+which the VM's drifting speed disturbs less than a rate).
 
     .venv/bin/python bench/delivery_throughput.py [--deliveries 3000] [--subscriptions 1]
 """
@@ -41,6 +43,7 @@ from bench.common import (
     PYTHON,
     REDIS_URL,
     BenchStack,
+    CpuMeter,
     event_body,
     machine_info,
     median,
@@ -56,6 +59,10 @@ from workers.queue import QUEUE_NAME
 GOAL_RATIO = 0.5
 POLL_S = 0.05
 MAX_WAIT_S = 600.0
+# The steady-state CPU meter starts once this share of the deliveries has arrived.
+STEADY_FROM = 0.05
+# Besides the workers, what a delivery's steady-state CPU counts (cpu_ms_per_delivery_steady).
+STEADY_TOTAL = ("receiver", "postgres_own", "redis-server_all", "irq_softirq")
 
 
 def queue_depth() -> int:
@@ -108,6 +115,47 @@ async def raw_post(
     )
 
 
+async def steady_meter(stack: BenchStack, deliveries: int) -> tuple[CpuMeter, int] | None:
+    """A CPU meter started once the workers are past start-up (5 % delivered), and the
+    receiver's count then; None if the run ended first."""
+    while True:
+        stats: dict[str, Any] = await stack.receiver_get("/stats")
+        count = int(stats["count"])
+        if count >= deliveries * STEADY_FROM:
+            return await stack.cpu_meter(), count
+        if count >= deliveries:
+            return None
+        await asyncio.sleep(POLL_S / 2)
+
+
+async def steady_cost(
+    stack: BenchStack, task: asyncio.Task[tuple[CpuMeter, int] | None], deliveries: int
+) -> dict[str, Any] | None:
+    """CPU per delivery from steady_meter's start to the last delivery recorded: the
+    workers' cost without their start-up (imports, connections), which the whole-run figure
+    includes. Less sensitive to the VM's speed than a rate: compare code by this."""
+    if not task.done():
+        task.cancel()
+        return None
+    started = task.result()
+    if started is None:
+        return None
+    meter, count = started
+    cpu = await stack.cpu_meter_stop(meter)
+    done = deliveries - count
+    per = {name: round(1000 * spent / done, 3) for name, spent in cpu["cpu_s"].items()}
+    workers = sum(v for k, v in per.items() if k.startswith("worker"))
+    total = workers + sum(per.get(k, 0.0) for k in STEADY_TOTAL)
+    return {
+        "deliveries": done,
+        "wall_s": cpu["wall_s"],
+        "machine_busy_pct": cpu["machine_busy_pct"],
+        "ms": per,
+        "workers_ms": round(workers, 3),
+        "total_ms": round(total, 3),
+    }
+
+
 async def one_repetition(
     stack: BenchStack, args: argparse.Namespace, bodies_file: Path, body: bytes, rep: int
 ) -> dict[str, Any]:
@@ -142,8 +190,10 @@ async def one_repetition(
         profile = asyncio.create_task(
             run_text(py_spy_argv(workers[0].pid, args.profile_seconds, profile_out), 120)
         )
+    steady_task = asyncio.create_task(steady_meter(stack, deliveries))
     done_at = await wait_all_succeeded(stack, already + deliveries, MAX_WAIT_S)
     cpu = await stack.cpu_meter_stop(meter)
+    steady = await steady_cost(stack, steady_task, deliveries)
     stats = await stack.receiver_get("/stats")
     if profile is not None:
         await profile
@@ -155,7 +205,7 @@ async def one_repetition(
 
     first = float(stats["first"])
     attempts = await stack.sql("SELECT count(*) AS n FROM attempts")
-    steady = deliveries / (done_at - first)
+    rate = deliveries / (done_at - first)
     return {
         "deliveries": deliveries,
         "events": events,
@@ -171,14 +221,15 @@ async def one_repetition(
         "attempt_rows_total": int(attempts[0]["n"]),
         "gateway_first_arrival_to_all_succeeded_s": round(done_at - first, 3),
         "gateway_spawn_to_all_succeeded_s": round(done_at - spawned, 3),
-        "gateway_rate": round(steady, 1),
+        "gateway_rate": round(rate, 1),
         "gateway_rate_incl_startup": round(deliveries / (done_at - spawned), 1),
-        "ratio": round(steady / raw_rps, 3),
-        "ratio_uvloop_baseline": round(steady / raw_uvloop_rps, 3),
+        "ratio": round(rate / raw_rps, 3),
+        "ratio_uvloop_baseline": round(rate / raw_uvloop_rps, 3),
         "cpu_during_delivery": cpu,
         "cpu_ms_per_delivery": {
             name: round(1000 * spent / deliveries, 2) for name, spent in cpu["cpu_s"].items()
         },
+        "cpu_ms_per_delivery_steady": steady,
         "profile": str(profile_out) if profile is not None else None,
         "foreign_busy_pct_before": {"raw": quiet_raw, "gateway": quiet_gateway},
     }
@@ -208,7 +259,9 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
                     f"(incl. start-up {result['gateway_rate_incl_startup']}/s), "
                     f"ratio {result['ratio']} "
                     f"(raw on uvloop {result['raw_uvloop_rps']}/s: "
-                    f"{result['ratio_uvloop_baseline']})",
+                    f"{result['ratio_uvloop_baseline']}); steady CPU per delivery "
+                    f"{(result['cpu_ms_per_delivery_steady'] or {}).get('total_ms')} ms, "
+                    f"workers {(result['cpu_ms_per_delivery_steady'] or {}).get('workers_ms')} ms",
                     file=sys.stderr,
                 )
                 reps.append(result)
@@ -228,11 +281,18 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         "ratio_uvloop_baseline_median": round(
             median([r["ratio_uvloop_baseline"] for r in reps]), 3
         ),
+        "steady_total_ms_per_delivery_median": _steady_median(reps, "total_ms"),
+        "steady_workers_ms_per_delivery_median": _steady_median(reps, "workers_ms"),
         "goal_ratio": GOAL_RATIO,
         "pass": median([r["ratio"] for r in reps]) >= GOAL_RATIO,
         "repetitions": reps,
         "rss_mib": rss,
     }
+
+
+def _steady_median(reps: list[dict[str, Any]], key: str) -> float | None:
+    values = [r["cpu_ms_per_delivery_steady"][key] for r in reps if r["cpu_ms_per_delivery_steady"]]
+    return round(median(values), 3) if values else None
 
 
 def main() -> None:
