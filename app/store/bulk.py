@@ -38,8 +38,19 @@ def column_arrays(
     rows: Sequence[dict[str, Any]], prefix: str, names: Sequence[str] | None = None
 ) -> dict[str, list[Any]]:
     """Rows (same keys) as one list per column (every key, or `names`), keyed
-    `{prefix}{column}`: unnest()'s arrays."""
-    return {f"{prefix}{name}": [row[name] for row in rows] for name in names or rows[0]}
+    `{prefix}{column}`: unnest()'s arrays.
+
+    A column that is NULL in every row goes as an empty array: unnest() pads the shorter
+    arrays of a statement with NULLs (several arrays in one unnest() call, or several
+    unnest() calls in one select list), and asyncpg encodes each array element in Python,
+    checking it against abstract base classes first. A batch of successful attempts has
+    three such columns (next attempt, error, response body) of eleven.
+    """
+    arrays: dict[str, list[Any]] = {}
+    for name in names or rows[0]:
+        values = [row[name] for row in rows]
+        arrays[f"{prefix}{name}"] = values if any(v is not None for v in values) else []
+    return arrays
 
 
 async def insert_rows(
