@@ -29,11 +29,13 @@ _DEMAND_MS = 1000
 
 # KEYS: per subscription (in flight, this worker's in flight, rate, waiting, demand).
 # ARGV[1] is the worker's id; then per subscription: lease ms, max in flight, rate per s,
-# note waiting (0/1), number of tokens to release, number of candidates, those tokens, then
-# the candidates in order. Per subscription it returns (admitted, code, wait ms or age of
-# the oldest attempt in flight, attempts waiting, age of the youngest attempt in flight):
-# the first `admitted` candidates hold a slot; code 0 says all were, 1 that the subscription
-# is full (or at this worker's share), 2 that the rate limit stopped it for wait ms.
+# note waiting (0/1), the tokens to release and the candidates in order, each list as one
+# argument with its tokens separated by spaces (a token per argument cost the client an
+# encoding step per token, two per attempt). Per subscription it returns (admitted, code,
+# wait ms or age of the oldest attempt in flight, attempts waiting, age of the youngest
+# attempt in flight): the first `admitted` candidates hold a slot; code 0 says all were, 1
+# that the subscription is full (or at this worker's share), 2 that the rate limit stopped
+# it for wait ms.
 _ASK = """
 local now = redis.call('TIME')
 local now_ms = tonumber(now[1]) * 1000 + math.floor(tonumber(now[2]) / 1000)
@@ -47,16 +49,16 @@ for i = 1, #KEYS / 5 do
   local max_in_flight = tonumber(ARGV[a + 1])
   local rate = tonumber(ARGV[a + 2])
   local note_waiting = ARGV[a + 3] == '1'
-  local n_release = tonumber(ARGV[a + 4])
-  local n = tonumber(ARGV[a + 5])
-  a = a + 6
-  for j = a, a + n_release - 1 do
-    redis.call('ZREM', inflight_key, ARGV[j])
-    redis.call('ZREM', mine_key, ARGV[j])
+  for token in string.gmatch(ARGV[a + 4], '%S+') do
+    redis.call('ZREM', inflight_key, token)
+    redis.call('ZREM', mine_key, token)
   end
-  a = a + n_release
-  local first = a
-  a = a + n
+  local candidates = {}
+  for token in string.gmatch(ARGV[a + 5], '%S+') do
+    table.insert(candidates, token)
+  end
+  local n = #candidates
+  a = a + 6
   redis.call('ZREMRANGEBYSCORE', inflight_key, '-inf', now_ms)
   redis.call('ZREMRANGEBYSCORE', mine_key, '-inf', now_ms)
   if n > 0 then
@@ -107,10 +109,10 @@ for i = 1, #KEYS / 5 do
   end
   if admitted > 0 then
     local has_waiting = redis.call('EXISTS', waiting_key) == 1
-    for j = first, first + admitted - 1 do
-      redis.call('ZADD', inflight_key, now_ms + lease_ms, ARGV[j])
-      redis.call('ZADD', mine_key, now_ms + lease_ms, ARGV[j])
-      if has_waiting then redis.call('ZREM', waiting_key, ARGV[j]) end
+    for j = 1, admitted do
+      redis.call('ZADD', inflight_key, now_ms + lease_ms, candidates[j])
+      redis.call('ZADD', mine_key, now_ms + lease_ms, candidates[j])
+      if has_waiting then redis.call('ZREM', waiting_key, candidates[j]) end
     end
     redis.call('PEXPIRE', inflight_key, lease_ms + 1000)
     redis.call('PEXPIRE', mine_key, lease_ms + 1000)
@@ -126,8 +128,8 @@ for i = 1, #KEYS / 5 do
       youngest_age = math.max(now_ms - (tonumber(youngest[2]) - lease_ms), 0)
     end
     if note_waiting then
-      for j = first + admitted, first + n - 1 do
-        redis.call('ZADD', waiting_key, now_ms, ARGV[j])
+      for j = admitted + 1, n do
+        redis.call('ZADD', waiting_key, now_ms, candidates[j])
       end
       redis.call('ZREMRANGEBYSCORE', waiting_key, '-inf', now_ms - WAITING_MS)
       redis.call('PEXPIRE', waiting_key, WAITING_MS)
@@ -163,7 +165,11 @@ ADMITTED = Admission(admitted=True, limit=None, retry_in_ms=0)
 
 @dataclass(frozen=True, slots=True)
 class Ask:
-    """One subscription in a limiter call: slots to free, attempts (tokens) wanting one."""
+    """One subscription in a limiter call: slots to free, attempts (tokens) wanting one.
+
+    A token names one attempt (`{delivery id}:{attempt}`) and has no whitespace: the script
+    receives each list as one space-separated argument.
+    """
 
     subscription_id: str
     max_in_flight: int
@@ -233,11 +239,9 @@ class SubscriptionLimiter:
                 ask.max_in_flight,
                 ask.rate_limit_per_s or 0,
                 int(ask.note_waiting),
-                len(ask.releases),
-                len(ask.candidates),
+                " ".join(ask.releases),
+                " ".join(ask.candidates),
             ]
-            args += ask.releases
-            args += ask.candidates
         flat = await self._ask(keys=keys, args=args)
         return [
             Answer(
