@@ -73,6 +73,17 @@ def new_id_block(prefix: str) -> str:
     return f"{prefix}_{_text(_next_value(1 << BLOCK_BITS))[:BLOCK_PREFIX_LENGTH]}"
 
 
+def new_ids(prefix: str, count: int) -> list[str]:
+    """`count` fresh ids, consecutive in one block: a lock and a clock read for all of them
+    (a batch of attempt rows names its rows at once)."""
+    if not 0 <= count <= 1 << BLOCK_BITS:
+        raise ValueError(f"a block holds at most {1 << BLOCK_BITS} ids")
+    if count == 0:
+        return []
+    block = new_id_block(prefix)
+    return [f"{block}{_PAIRS[n >> 10]}{_PAIRS[n & 1023]}" for n in range(count)]
+
+
 def new_id(prefix: str) -> str:
     return f"{prefix}_{new_ulid()}"
 

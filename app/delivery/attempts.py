@@ -26,7 +26,7 @@ from app.delivery.jobs import AttemptRef, enqueue_attempt
 from app.delivery.micro_batch import MicroBatcher
 from app.delivery.policy import AttemptResult, Decision, decide
 from app.delivery.signing import webhook_headers
-from app.ids import new_id
+from app.ids import new_ids
 from app.metrics import (
     ATTEMPT_DURATION,
     DELIVERY_ATTEMPTS,
@@ -325,7 +325,10 @@ class AttemptRunner:
             else:
                 throttled.append((outcome, record))
         state = [self._new_state(item, record, now) for item, record in sent]
-        rows = [_attempt_row(item) for item, _ in sent]
+        rows = [
+            _attempt_row(item, attempt_id)
+            for (item, _), attempt_id in zip(sent, new_ids("att", len(sent)), strict=True)
+        ]
         dialect = self.engine.dialect.name
         sql = attempt_statements(dialect)
         if (
@@ -479,10 +482,10 @@ async def disable_failing_subscription(
     )
 
 
-def _attempt_row(item: Sent) -> dict[str, Any]:
+def _attempt_row(item: Sent, attempt_id: str) -> dict[str, Any]:
     """The attempt's history row (attempt_sql.ATTEMPT_COLUMNS)."""
     return {
-        "id": new_id("att"),
+        "id": attempt_id,
         "delivery_id": item.claim.delivery_id,
         "tenant_id": item.claim.tenant_id,
         "attempt": item.claim.attempt,

@@ -9,7 +9,7 @@ import types
 import pytest
 
 from app import ids
-from app.ids import has_prefix, new_id, new_id_block, new_ulid
+from app.ids import has_prefix, new_id, new_id_block, new_ids, new_ulid
 
 CROCKFORD = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
 SUB_ID = re.compile(r"^sub_[0-9A-HJKMNP-TV-Z]{26}$")
@@ -122,3 +122,20 @@ def test_a_blocks_ids_sort_after_every_id_before_it_and_before_every_id_after_it
     assert before < first_block + "0000"
     assert first_block + "ZZZZ" < second_block + "0000"
     assert second_block + "ZZZZ" < after
+
+
+def test_ids_made_together_are_valid_distinct_increasing_and_between_their_neighbours() -> None:
+    before = new_id("att")
+    made = new_ids("att", 1100)  # past 1,024: the third character from the end moves too
+    after = new_id("att")
+    assert all(has_prefix(value, "att") for value in made)
+    assert len(set(made)) == len(made)
+    assert all(earlier < later for earlier, later in itertools.pairwise([before, *made, after]))
+    # The n-th id ends in n as four base32 characters.
+    assert [value[-4:] for value in made[1023:1026]] == ["00ZZ", "0100", "0101"]
+
+
+def test_no_ids_or_too_many_for_one_block() -> None:
+    assert new_ids("att", 0) == []
+    with pytest.raises(ValueError, match="at most"):
+        new_ids("att", (1 << 20) + 1)
