@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 from datetime import datetime, timedelta
+from typing import Any
 
 import sqlalchemy as sa
 from arq.connections import ArqRedis
@@ -12,7 +13,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from app.delivery.jobs import enqueue_attempt
 from app.delivery.replay import RECOVER_JOB, RECOVER_STALLED_AFTER_S, stalled_replays
 from app.metrics import OLDEST_DUE_LAG, QUEUE_DEPTH, SWEEPER_ENQUEUED
-from app.store.tables import deliveries
+from app.store.tables import PENDING, deliveries
 from workers.queue import QUEUE_NAME
 
 logger = logging.getLogger(__name__)
@@ -23,28 +24,32 @@ OVERDUE_AFTER = timedelta(seconds=10)
 BATCH_SIZE = 1000
 
 
+def overdue_query(now: datetime) -> sa.Select[tuple[str, int]]:
+    """Overdue, unleased deliveries, oldest first (through the pending deliveries' index)."""
+    return (
+        sa.select(deliveries.c.id, deliveries.c.attempt_count)
+        .where(
+            PENDING,
+            deliveries.c.next_attempt_at <= now - OVERDUE_AFTER,
+            sa.or_(deliveries.c.lease_until.is_(None), deliveries.c.lease_until < now),
+        )
+        .order_by(deliveries.c.next_attempt_at)
+        .limit(BATCH_SIZE)
+    )
+
+
+def oldest_due_query(now: datetime) -> sa.Select[Any]:
+    """When the longest-waiting due delivery became due."""
+    return sa.select(sa.func.min(deliveries.c.next_attempt_at)).where(
+        PENDING, deliveries.c.next_attempt_at <= now
+    )
+
+
 async def sweep_overdue(engine: AsyncEngine, queue: ArqRedis, now: datetime) -> int:
     """Enqueue the next attempt of overdue, unleased deliveries (job ids dedupe repeats)."""
     async with engine.connect() as conn:
-        rows = (
-            await conn.execute(
-                sa.select(deliveries.c.id, deliveries.c.attempt_count)
-                .where(
-                    deliveries.c.status == "pending",
-                    deliveries.c.next_attempt_at <= now - OVERDUE_AFTER,
-                    sa.or_(deliveries.c.lease_until.is_(None), deliveries.c.lease_until < now),
-                )
-                .order_by(deliveries.c.next_attempt_at)
-                .limit(BATCH_SIZE)
-            )
-        ).all()
-        oldest = (
-            await conn.execute(
-                sa.select(sa.func.min(deliveries.c.next_attempt_at)).where(
-                    deliveries.c.status == "pending", deliveries.c.next_attempt_at <= now
-                )
-            )
-        ).scalar_one_or_none()
+        rows = (await conn.execute(overdue_query(now))).all()
+        oldest = (await conn.execute(oldest_due_query(now))).scalar_one_or_none()
         stalled = await stalled_replays(conn, now - timedelta(seconds=RECOVER_STALLED_AFTER_S))
     for row in rows:
         await enqueue_attempt(queue, row.id, row.attempt_count + 1)
