@@ -27,7 +27,16 @@ PENDING = sa.text("status = 'pending'")
 
 
 def upgrade() -> None:
-    op.drop_index("ix_attempts_started_at", table_name="attempts")
+    if op.get_bind().dialect.name != "postgresql":
+        _upgrade(concurrently=False)
+        return
+    # CONCURRENTLY: building the new index over a large deliveries table must not hold up
+    # publishing and recording meanwhile; it cannot run inside a transaction.
+    with op.get_context().autocommit_block():
+        _upgrade(concurrently=True)
+
+
+def _upgrade(*, concurrently: bool) -> None:
     op.create_index(
         "ix_deliveries_pending_next_attempt_at",
         "deliveries",
@@ -35,11 +44,20 @@ def upgrade() -> None:
         unique=False,
         postgresql_where=PENDING,
         sqlite_where=PENDING,
+        postgresql_concurrently=concurrently,
     )
-    op.drop_index("ix_deliveries_status_next_attempt_at", table_name="deliveries")
+    op.drop_index(
+        "ix_deliveries_status_next_attempt_at",
+        table_name="deliveries",
+        postgresql_concurrently=concurrently,
+    )
+    op.drop_index(
+        "ix_attempts_started_at", table_name="attempts", postgresql_concurrently=concurrently
+    )
 
 
 def downgrade() -> None:
+    op.create_index("ix_attempts_started_at", "attempts", ["started_at"], unique=False)
     op.create_index(
         "ix_deliveries_status_next_attempt_at",
         "deliveries",
@@ -47,4 +65,3 @@ def downgrade() -> None:
         unique=False,
     )
     op.drop_index("ix_deliveries_pending_next_attempt_at", table_name="deliveries")
-    op.create_index("ix_attempts_started_at", "attempts", ["started_at"], unique=False)
