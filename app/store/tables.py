@@ -146,7 +146,8 @@ events = sa.Table(
 )
 
 # A partial index's condition, written the same way in the queries that use it: a planner
-# proves the condition from the query's own text (a bound parameter proves nothing).
+# must prove the condition from the query, and a generic plan (PostgreSQL reuses one for a
+# prepared statement) cannot see the value of a bound parameter.
 PENDING = sa.text("status = 'pending'")
 
 deliveries = sa.Table(
