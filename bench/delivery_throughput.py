@@ -121,10 +121,10 @@ async def steady_meter(stack: BenchStack, deliveries: int) -> tuple[CpuMeter, in
     while True:
         stats: dict[str, Any] = await stack.receiver_get("/stats")
         count = int(stats["count"])
+        if count >= deliveries:
+            return None  # all arrived before a poll saw the workers past start-up
         if count >= deliveries * STEADY_FROM:
             return await stack.cpu_meter(), count
-        if count >= deliveries:
-            return None
         await asyncio.sleep(POLL_S / 2)
 
 
