@@ -135,11 +135,15 @@ async def main() -> None:
             cases = {
                 "newest first (no filter)": list_deliveries_query(TENANT, limit=50),
                 "status=failed": list_deliveries_query(TENANT, limit=50, status="failed"),
+                "status=succeeded": list_deliveries_query(TENANT, limit=50, status="succeeded"),
                 "subscription_id": list_deliveries_query(
                     TENANT, limit=50, subscription_id=ids["subscription"]
                 ),
                 "subscription_id + status=failed": list_deliveries_query(
                     TENANT, limit=50, subscription_id=ids["subscription"], status="failed"
+                ),
+                "subscription_id + status=succeeded": list_deliveries_query(
+                    TENANT, limit=50, subscription_id=ids["subscription"], status="succeeded"
                 ),
                 "event_id": list_deliveries_query(TENANT, limit=50, event_id=ids["event"]),
                 "since 7 days + until 6 days": list_deliveries_query(

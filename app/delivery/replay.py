@@ -26,7 +26,7 @@ from app.store.events import (
     insert_deliveries,
     matching_subscription_ids,
 )
-from app.store.tables import deliveries, events, replays, subscriptions
+from app.store.tables import deliveries, events, replays, subscriptions, unfinished_only
 from contracts.api import ReplayProgress
 
 logger = logging.getLogger(__name__)
@@ -238,6 +238,8 @@ def _matching_filter(
     ]
     if until is not None:
         clauses.append(deliveries.c.id < id_floor("dlv", until))
+    if "succeeded" not in statuses:
+        clauses.append(unfinished_only())  # the partial status index can serve it
     return sa.and_(*clauses)
 
 

@@ -11,7 +11,13 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from app.clock import utcnow
 from app.ids import new_id
 from app.store.audit import record_audit
-from app.store.tables import deliveries, sources, subscription_patterns, subscriptions
+from app.store.tables import (
+    deliveries,
+    sources,
+    subscription_patterns,
+    subscriptions,
+    unfinished_only,
+)
 from contracts.api import Subscription, SubscriptionCreate
 
 _PUBLIC_COLUMNS = (
@@ -189,7 +195,11 @@ async def cancel_pending_deliveries(conn: AsyncConnection, subscription_id: str)
     """A deleted or paused endpoint gets nothing more; its queued work is marked cancelled."""
     result = await conn.execute(
         deliveries.update()
-        .where(deliveries.c.subscription_id == subscription_id, deliveries.c.status == "pending")
+        .where(
+            deliveries.c.subscription_id == subscription_id,
+            deliveries.c.status == "pending",
+            unfinished_only(),  # the partial status index can serve it
+        )
         .values(status="cancelled", next_attempt_at=None, updated_at=utcnow())
     )
     return result.rowcount

@@ -149,6 +149,8 @@ events = sa.Table(
 # must prove the condition from the query, and a generic plan (PostgreSQL reuses one for a
 # prepared statement) cannot see the value of a bound parameter.
 PENDING = sa.text("status = 'pending'")
+# The status indexes' condition: a delivery that succeeded (nearly all of them) has no entry.
+UNFINISHED = sa.text("status <> 'succeeded'")
 
 deliveries = sa.Table(
     "deliveries",
@@ -168,9 +170,23 @@ deliveries = sa.Table(
     _created(),
     sa.Column("updated_at", UTCDateTime(), nullable=False),
     sa.Index("ix_deliveries_tenant_id_id", "tenant_id", "id"),
-    sa.Index("ix_deliveries_tenant_id_status_id", "tenant_id", "status", "id"),
+    sa.Index(
+        "ix_deliveries_unfinished_tenant_id_status_id",
+        "tenant_id",
+        "status",
+        "id",
+        postgresql_where=UNFINISHED,
+        sqlite_where=UNFINISHED,
+    ),
     sa.Index("ix_deliveries_subscription_id_id", "subscription_id", "id"),
-    sa.Index("ix_deliveries_subscription_id_status_id", "subscription_id", "status", "id"),
+    sa.Index(
+        "ix_deliveries_unfinished_subscription_id_status_id",
+        "subscription_id",
+        "status",
+        "id",
+        postgresql_where=UNFINISHED,
+        sqlite_where=UNFINISHED,
+    ),
     sa.Index("ix_deliveries_event_id", "event_id"),
     # The sweeper's: pending deliveries only (a finished one gets no entry).
     sa.Index(
@@ -180,6 +196,13 @@ deliveries = sa.Table(
         sqlite_where=PENDING,
     ),
 )
+
+
+def unfinished_only() -> sa.ColumnElement[bool]:
+    """UNFINISHED as a condition on `deliveries` for a query: add it to any query by status
+    that cannot match a succeeded delivery, so the partial status indexes can serve it."""
+    return deliveries.c.status != sa.literal_column("'succeeded'")
+
 
 attempts = sa.Table(
     "attempts",

@@ -18,6 +18,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from app.ids import new_id
 from app.store.bulk import insert_rows
+from app.store.deliveries import list_deliveries_query
 from app.store.driver_sql import DriverStatement, HeldConnections
 from app.store.migrate import alembic_config
 from app.store.tables import events, metadata
@@ -201,10 +202,27 @@ async def _plan(conn: AsyncConnection, query: sa.Select[Any]) -> str:
     return "\n".join(" ".join(str(value) for value in row) for row in rows)
 
 
-@pytest.mark.parametrize("query", [overdue_query, oldest_due_query])
-async def test_the_sweeper_reads_only_the_pending_deliveries_index(
-    engine: AsyncEngine, backend: str, query: Callable[[datetime], sa.Select[Any]]
+def _failed_of_tenant(_: datetime) -> sa.Select[Any]:
+    return list_deliveries_query("ten_x", limit=50, status="failed")
+
+
+def _failed_of_subscription(_: datetime) -> sa.Select[Any]:
+    return list_deliveries_query("ten_x", limit=50, subscription_id="sub_x", status="cancelled")
+
+
+@pytest.mark.parametrize(
+    ("query", "index"),
+    [
+        (overdue_query, "ix_deliveries_pending_next_attempt_at"),
+        (oldest_due_query, "ix_deliveries_pending_next_attempt_at"),
+        (_failed_of_tenant, "ix_deliveries_unfinished_tenant_id_status_id"),
+        (_failed_of_subscription, "ix_deliveries_unfinished_"),
+    ],
+)
+async def test_queries_for_unfinished_deliveries_can_read_the_partial_indexes(
+    engine: AsyncEngine, backend: str, query: Callable[[datetime], sa.Select[Any]], index: str
 ) -> None:
+    """The sweeper's, and the log's by a status other than succeeded."""
     async with engine.connect() as conn:
         if backend == "postgresql":
             # An empty table is cheapest to scan whole; what matters is that the index can
@@ -215,4 +233,4 @@ async def test_the_sweeper_reads_only_the_pending_deliveries_index(
         finally:
             if backend == "postgresql":
                 await conn.exec_driver_sql("RESET enable_seqscan")
-    assert "ix_deliveries_pending_next_attempt_at" in plan, plan
+    assert index in plan, plan
