@@ -18,6 +18,8 @@ from collections.abc import Sequence
 import sqlalchemy as sa
 from alembic import op
 
+from app.store.migration_steps import without_blocking_writes
+
 revision: str = "0004"
 down_revision: str | None = "0003"
 branch_labels: str | Sequence[str] | None = None
@@ -27,16 +29,10 @@ PENDING = sa.text("status = 'pending'")
 
 
 def upgrade() -> None:
-    if op.get_bind().dialect.name != "postgresql":
-        _upgrade(concurrently=False)
-        return
-    # CONCURRENTLY: building the new index over a large deliveries table must not hold up
-    # publishing and recording meanwhile; it cannot run inside a transaction.
-    with op.get_context().autocommit_block():
-        _upgrade(concurrently=True)
+    without_blocking_writes(_upgrade)
 
 
-def _upgrade(*, concurrently: bool) -> None:
+def _upgrade(concurrently: bool) -> None:
     op.create_index(
         "ix_deliveries_pending_next_attempt_at",
         "deliveries",

@@ -18,6 +18,8 @@ from collections.abc import Sequence
 import sqlalchemy as sa
 from alembic import op
 
+from app.store.migration_steps import without_blocking_writes
+
 revision: str = "0005"
 down_revision: str | None = "0004"
 branch_labels: str | Sequence[str] | None = None
@@ -28,15 +30,10 @@ SCOPES = ("tenant_id", "subscription_id")
 
 
 def upgrade() -> None:
-    if op.get_bind().dialect.name != "postgresql":
-        _upgrade(concurrently=False)
-        return
-    # CONCURRENTLY: see 0004; building over a large deliveries table must not stop writes.
-    with op.get_context().autocommit_block():
-        _upgrade(concurrently=True)
+    without_blocking_writes(_upgrade)
 
 
-def _upgrade(*, concurrently: bool) -> None:
+def _upgrade(concurrently: bool) -> None:
     for scope in SCOPES:
         op.create_index(
             f"ix_deliveries_unfinished_{scope}_status_id",
