@@ -13,7 +13,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from app.delivery.jobs import enqueue_attempt
 from app.delivery.replay import RECOVER_JOB, RECOVER_STALLED_AFTER_S, stalled_replays
 from app.metrics import OLDEST_DUE_LAG, QUEUE_DEPTH, SWEEPER_ENQUEUED
-from app.store.tables import PENDING, deliveries
+from app.store.tables import deliveries, pending_only
 from workers.queue import QUEUE_NAME
 
 logger = logging.getLogger(__name__)
@@ -29,7 +29,7 @@ def overdue_query(now: datetime) -> sa.Select[tuple[str, int]]:
     return (
         sa.select(deliveries.c.id, deliveries.c.attempt_count)
         .where(
-            PENDING,
+            pending_only(),
             deliveries.c.next_attempt_at <= now - OVERDUE_AFTER,
             sa.or_(deliveries.c.lease_until.is_(None), deliveries.c.lease_until < now),
         )
@@ -41,7 +41,7 @@ def overdue_query(now: datetime) -> sa.Select[tuple[str, int]]:
 def oldest_due_query(now: datetime) -> sa.Select[Any]:
     """When the longest-waiting due delivery became due."""
     return sa.select(sa.func.min(deliveries.c.next_attempt_at)).where(
-        PENDING, deliveries.c.next_attempt_at <= now
+        pending_only(), deliveries.c.next_attempt_at <= now
     )
 
 

@@ -198,6 +198,11 @@ deliveries = sa.Table(
 )
 
 
+def pending_only() -> sa.ColumnElement[bool]:
+    """PENDING as a condition on `deliveries` for a query (the sweeper's index serves it)."""
+    return deliveries.c.status == sa.literal_column("'pending'")
+
+
 def unfinished_only() -> sa.ColumnElement[bool]:
     """UNFINISHED as a condition on `deliveries` for a query: add it to any query by status
     that cannot match a succeeded delivery, so the partial status indexes can serve it."""
