@@ -110,6 +110,11 @@ async def fill(conn: asyncpg.Connection, deliveries_n: int) -> dict[str, str]:
     await conn.copy_records_to_table("events", records=events)
     await conn.copy_records_to_table("deliveries", records=deliveries)
     await conn.copy_records_to_table("attempts", records=attempts)
+    await conn.execute(
+        "INSERT INTO unfinished_deliveries "
+        "SELECT id, tenant_id, subscription_id, status, next_attempt_at FROM deliveries "
+        "WHERE status <> 'succeeded'"
+    )
     await conn.execute("ANALYZE")
     print(f"<!-- filled {len(attempts)} attempts in {time.monotonic() - started:.0f} s -->")
     middle = deliveries[deliveries_n // 2]

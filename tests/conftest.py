@@ -25,6 +25,7 @@ from app.store.migrate import upgrade_to_head
 from app.store.tables import metadata
 from app.store.tenants import create_tenant
 from tests import backends
+from tests.unfinished_check import unfinished_out_of_step
 from workers.queue import queue_connection
 
 HS_KID = "test-hs"
@@ -112,11 +113,14 @@ def backend(database_url: str) -> str:
 async def engine(database_url: str) -> AsyncIterator[AsyncEngine]:
     engine = create_engine(database_url)
     yield engine
+    async with engine.connect() as conn:
+        problems = await unfinished_out_of_step(conn)
     # Every test starts from empty tables; truncating is far cheaper than migrating again.
     async with engine.begin() as conn:
         for table in reversed(metadata.sorted_tables):
             await conn.execute(sa.delete(table))
     await engine.dispose()
+    assert not problems, "unfinished_deliveries out of step:\n" + "\n".join(problems[:20])
 
 
 # --- keys and settings -------------------------------------------------------------------

@@ -10,7 +10,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from app.clock import utcnow
 from app.store.idempotency import purge_expired_keys
-from app.store.tables import attempts, deliveries, events
+from app.store.tables import attempts, deliveries, events, unfinished_deliveries
 
 logger = logging.getLogger(__name__)
 BATCH_SIZE = 500
@@ -40,6 +40,11 @@ async def purge_expired(engine: AsyncEngine, retention_days: int, *, max_batches
                 break
             delivery_ids = sa.select(deliveries.c.id).where(deliveries.c.event_id.in_(ids))
             await conn.execute(attempts.delete().where(attempts.c.delivery_id.in_(delivery_ids)))
+            await conn.execute(
+                unfinished_deliveries.delete().where(
+                    unfinished_deliveries.c.delivery_id.in_(delivery_ids)
+                )
+            )
             await conn.execute(deliveries.delete().where(deliveries.c.event_id.in_(ids)))
             await conn.execute(events.delete().where(events.c.id.in_(ids)))
             purged += len(ids)

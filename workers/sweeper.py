@@ -13,7 +13,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from app.delivery.jobs import enqueue_attempt
 from app.delivery.replay import RECOVER_JOB, RECOVER_STALLED_AFTER_S, stalled_replays
 from app.metrics import OLDEST_DUE_LAG, QUEUE_DEPTH, SWEEPER_ENQUEUED
-from app.store.tables import deliveries, pending_only
+from app.store.tables import deliveries, pending_only, unfinished_deliveries
 from workers.queue import QUEUE_NAME
 
 logger = logging.getLogger(__name__)
@@ -26,23 +26,26 @@ BATCH_SIZE = 1000
 
 def overdue_query(now: datetime) -> sa.Select[tuple[str, int]]:
     """Overdue, unleased deliveries, oldest first (through the pending deliveries' index)."""
+    due = unfinished_deliveries.c.next_attempt_at
     return (
         sa.select(deliveries.c.id, deliveries.c.attempt_count)
+        .select_from(unfinished_deliveries)
+        .join(deliveries, deliveries.c.id == unfinished_deliveries.c.delivery_id)
         .where(
             pending_only(),
-            deliveries.c.next_attempt_at <= now - OVERDUE_AFTER,
+            due <= now - OVERDUE_AFTER,
+            deliveries.c.status == "pending",  # the delivery's own row has the last word
             sa.or_(deliveries.c.lease_until.is_(None), deliveries.c.lease_until < now),
         )
-        .order_by(deliveries.c.next_attempt_at)
+        .order_by(due)
         .limit(BATCH_SIZE)
     )
 
 
 def oldest_due_query(now: datetime) -> sa.Select[Any]:
     """When the longest-waiting due delivery became due."""
-    return sa.select(sa.func.min(deliveries.c.next_attempt_at)).where(
-        pending_only(), deliveries.c.next_attempt_at <= now
-    )
+    due = unfinished_deliveries.c.next_attempt_at
+    return sa.select(sa.func.min(due)).where(pending_only(), due <= now)
 
 
 async def sweep_overdue(engine: AsyncEngine, queue: ArqRedis, now: datetime) -> int:

@@ -50,6 +50,7 @@ from app.store.bulk import column_arrays, insert_rows
 from app.store.driver_sql import HeldConnections
 from app.store.subscriptions import cancel_pending_deliveries
 from app.store.tables import attempts, deliveries, subscriptions
+from app.store.unfinished import sync_unfinished
 from contracts.canonical import EventSource, SubscriptionDisabledData
 
 logger = logging.getLogger(__name__)
@@ -129,8 +130,6 @@ class AttemptRunner:
         self.secret_box = secret_box
         self.settings = settings
         self.rng = rng or random.Random()  # noqa: S311 - jitter, not security
-        # For single statements that need no transaction around them (no BEGIN/COMMIT).
-        self.autocommit = engine.execution_options(isolation_level="AUTOCOMMIT")
         # The claim and record statements' own connections (PostgreSQL).
         self.held = HeldConnections(engine)
         self._claims: MicroBatcher[AttemptRef, Claimed | None] = MicroBatcher(self._claim_batch)
@@ -182,8 +181,9 @@ class AttemptRunner:
             rows = await self.held.fetch(sql.lease_and_read, lease)
             orphaned = [r[CLAIM_ID] for r in rows if r[CLAIM_SUBSCRIPTION_STATUS] != "enabled"]
             if orphaned:
-                async with self.autocommit.connect() as conn:
+                async with self.engine.begin() as conn:
                     await conn.execute(sql.cancel, {"ids": orphaned, "b_now": now})
+                    await sync_unfinished(conn, orphaned)
         else:
             async with self.engine.begin() as conn:
                 leased = (await conn.execute(sql.lease_pending, lease)).all()
@@ -196,6 +196,7 @@ class AttemptRunner:
                 if orphaned:
                     # The subscription was disabled or deleted after this job was queued.
                     await conn.execute(sql.cancel, {"ids": orphaned, "b_now": now})
+                    await sync_unfinished(conn, orphaned)
         by_id = {
             r[CLAIM_ID]: self._claimed(r) for r in rows if r[CLAIM_SUBSCRIPTION_STATUS] == "enabled"
         }
@@ -356,14 +357,14 @@ class AttemptRunner:
                     .values(lease_until=None, next_attempt_at=now + wait, updated_at=now)
                 )
                 record.throttled.append(refused)
-            if not sent:
-                return recorded
-            await conn.execute(sql.record, record_params(dialect, state, now))
-            # After the delivery rows: the attempts' foreign-key check then finds each row
-            # already locked by this transaction instead of taking a lock of its own.
-            await insert_rows(conn, attempts, rows)
-            for item, record in sent:
-                await self._record_subscription_health(conn, item, now, record)
+            if sent:
+                await conn.execute(sql.record, record_params(dialect, state, now))
+                # After the delivery rows: the attempts' foreign-key check then finds each row
+                # already locked by this transaction instead of taking a lock of its own.
+                await insert_rows(conn, attempts, rows)
+                for item, record in sent:
+                    await self._record_subscription_health(conn, item, now, record)
+            await sync_unfinished(conn, [outcome.claim.delivery_id for outcome in outcomes])
         return recorded
 
     def _new_state(self, item: Sent, record: Recorded, now: datetime) -> dict[str, Any]:

@@ -11,6 +11,7 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
 import sqlalchemy as sa
 from arq.connections import ArqRedis
@@ -26,7 +27,8 @@ from app.store.events import (
     insert_deliveries,
     matching_subscription_ids,
 )
-from app.store.tables import deliveries, events, replays, subscriptions, unfinished_only
+from app.store.tables import deliveries, events, replays, subscriptions, unfinished_deliveries
+from app.store.unfinished import sync_unfinished
 from contracts.api import ReplayProgress
 
 logger = logging.getLogger(__name__)
@@ -89,6 +91,7 @@ async def retry_delivery(
             .where(deliveries.c.id == delivery_id)
             .values(status="pending", next_attempt_at=now, lease_until=None, updated_at=now)
         )
+        await sync_unfinished(conn, [delivery_id])
         attempt = row.attempt_count + 1
         await record_audit(
             conn,
@@ -228,19 +231,34 @@ async def enqueue_recover(queue: ArqRedis, replay_id: str) -> None:
     await queue.enqueue_job(RECOVER_JOB, replay_id, _job_id=f"{replay_id}:run")
 
 
-def _matching_filter(
-    subscription_id: str, since: datetime, until: datetime | None, statuses: Sequence[str]
-) -> sa.ColumnElement[bool]:
-    clauses = [
+def _matching(
+    query: sa.Select[Any],
+    subscription_id: str,
+    since: datetime,
+    until: datetime | None,
+    statuses: Sequence[str],
+) -> tuple[sa.Select[Any], sa.ColumnElement[str]]:
+    """The query narrowed to the replay's deliveries, and the id column to order and page by.
+
+    Without `succeeded` among the statuses, the deliveries are walked in the unfinished
+    deliveries' (subscription, status, id) index rather than among all of the subscription's.
+    """
+    key: sa.ColumnElement[str] = deliveries.c.id
+    query = query.where(
         deliveries.c.subscription_id == subscription_id,
         deliveries.c.status.in_(list(statuses)),
-        deliveries.c.id >= id_floor("dlv", since),
-    ]
-    if until is not None:
-        clauses.append(deliveries.c.id < id_floor("dlv", until))
+    )
     if "succeeded" not in statuses:
-        clauses.append(unfinished_only())  # the partial status index can serve it
-    return sa.and_(*clauses)
+        unfinished = unfinished_deliveries
+        key = unfinished.c.delivery_id
+        query = query.join(unfinished, key == deliveries.c.id).where(
+            unfinished.c.subscription_id == subscription_id,
+            unfinished.c.status.in_(list(statuses)),
+        )
+    query = query.where(key >= id_floor("dlv", since))
+    if until is not None:
+        query = query.where(key < id_floor("dlv", until))
+    return query, key
 
 
 async def _count_matching(
@@ -250,8 +268,8 @@ async def _count_matching(
     until: datetime | None,
     statuses: Sequence[str],
 ) -> int:
-    query = sa.select(sa.func.count()).where(
-        _matching_filter(subscription_id, since, until, statuses)
+    query, _ = _matching(
+        sa.select(sa.func.count()).select_from(deliveries), subscription_id, since, until, statuses
     )
     return int((await conn.execute(query)).scalar_one())
 
@@ -286,21 +304,16 @@ async def run_recover(
                 )
             ).scalar_one_or_none()
             batch_size = min(RECOVER_BATCH, rate) if rate else RECOVER_BATCH
-            query = (
-                sa.select(deliveries.c.id, deliveries.c.attempt_count)
-                .where(
-                    _matching_filter(
-                        replay.subscription_id,
-                        replay.since,
-                        replay.until,
-                        replay.delivery_status.split(","),
-                    )
-                )
-                .order_by(deliveries.c.id)
-                .limit(batch_size)
+            query, key = _matching(
+                sa.select(deliveries.c.id, deliveries.c.attempt_count),
+                replay.subscription_id,
+                replay.since,
+                replay.until,
+                replay.delivery_status.split(","),
             )
+            query = query.order_by(key).limit(batch_size)
             if replay.cursor is not None:
-                query = query.where(deliveries.c.id > replay.cursor)
+                query = query.where(key > replay.cursor)
             batch = (await conn.execute(query)).all()
             same_cursor = (
                 replays.c.cursor.is_(None)
@@ -332,6 +345,7 @@ async def run_recover(
                         updated_at=now,
                     )
                 )
+                await sync_unfinished(conn, [r.id for r in batch])
         for row in batch:
             await enqueue_attempt(
                 queue,

@@ -24,7 +24,7 @@ from sqlalchemy.dialects import postgresql
 
 from app.store.bulk import column_arrays, unnest_insert
 from app.store.driver_sql import DriverStatement
-from app.store.tables import attempts, deliveries, events, subscriptions
+from app.store.tables import attempts, deliveries, events, subscriptions, unfinished_deliveries
 
 
 @dataclass(frozen=True)
@@ -116,11 +116,23 @@ def attempt_statements(dialect: str) -> AttemptStatements:
         cancel=cancel,
         record=record,
         record_with_attempts=(
-            DriverStatement.compile(_attempts_of_record().add_cte(record.cte("recorded")))
+            DriverStatement.compile(_record_with_attempts(record))
             if dialect == "postgresql"
             else None
         ),
     )
+
+
+def _record_with_attempts(record: sa.Update) -> sa.Insert:
+    """The outcomes, their attempt rows, and the succeeded deliveries' unfinished rows
+    removed (only those the record changed: a cancelled one keeps its row)."""
+    recorded = record.returning(deliveries.c.id, deliveries.c.status).cte("recorded")
+    finished = unfinished_deliveries.delete().where(
+        unfinished_deliveries.c.delivery_id.in_(
+            sa.select(recorded.c.id).where(recorded.c.status == "succeeded")
+        )
+    )
+    return _attempts_of_record().add_cte(recorded).add_cte(finished.cte("finished"))
 
 
 def _claimed_rows(source: sa.TableClause | sa.CTE) -> sa.Select[Any]:

@@ -9,7 +9,7 @@ import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from app.ids import id_floor
-from app.store.tables import attempts, deliveries, events, unfinished_only
+from app.store.tables import attempts, deliveries, events, unfinished_deliveries
 from contracts.api import Attempt, Delivery, DeliveryDetail
 
 _COLUMNS = (
@@ -49,26 +49,31 @@ def list_deliveries_query(
         sa.select(*_COLUMNS)
         .join(events, events.c.id == deliveries.c.event_id)
         .where(deliveries.c.tenant_id == tenant_id)
-        .order_by(deliveries.c.id.desc())
-        .limit(limit)
     )
+    key: sa.ColumnElement[str] = deliveries.c.id
+    if status is not None:
+        query = query.where(deliveries.c.status == status)
+        if status != "succeeded":
+            # Walked in the unfinished deliveries' (tenant or subscription, status, id)
+            # index; succeeded ones, nearly every row, are found walking (…, id).
+            unfinished = unfinished_deliveries
+            key = unfinished.c.delivery_id
+            query = query.join(unfinished, key == deliveries.c.id).where(
+                unfinished.c.tenant_id == tenant_id, unfinished.c.status == status
+            )
+            if subscription_id is not None:
+                query = query.where(unfinished.c.subscription_id == subscription_id)
     if before_id is not None:
-        query = query.where(deliveries.c.id < before_id)
+        query = query.where(key < before_id)
     if subscription_id is not None:
         query = query.where(deliveries.c.subscription_id == subscription_id)
     if event_id is not None:
         query = query.where(deliveries.c.event_id == event_id)
-    if status is not None:
-        query = query.where(deliveries.c.status == status)
-        if status != "succeeded":
-            # Other statuses are in the (partial) status indexes; succeeded ones, nearly
-            # every row, are found walking (…, id).
-            query = query.where(unfinished_only())
     if since is not None:
-        query = query.where(deliveries.c.id >= id_floor("dlv", since))
+        query = query.where(key >= id_floor("dlv", since))
     if until is not None:
-        query = query.where(deliveries.c.id < id_floor("dlv", until))
-    return query
+        query = query.where(key < id_floor("dlv", until))
+    return query.order_by(key.desc()).limit(limit)
 
 
 async def list_deliveries(

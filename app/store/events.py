@@ -11,7 +11,14 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from app.ids import new_id
 from app.store.bulk import insert_rows
-from app.store.tables import deliveries, events, subscription_patterns, subscriptions
+from app.store.tables import (
+    deliveries,
+    events,
+    subscription_patterns,
+    subscriptions,
+    unfinished_deliveries,
+)
+from app.store.unfinished import unfinished_row
 from contracts.event_types import patterns_matching
 
 
@@ -104,7 +111,7 @@ def _event_row(event: NewEvent) -> dict[str, Any]:
 async def insert_events_with_deliveries(
     conn: AsyncConnection, batch: list[tuple[NewEvent, list[str]]]
 ) -> list[list[str]]:
-    """The outbox write for several events: two statements, however many events and targets.
+    """The outbox write for several events: three statements, however many events and targets.
 
     Call inside the caller's transaction; returns each event's delivery ids, in target order.
     """
@@ -121,6 +128,7 @@ async def insert_events_with_deliveries(
             for delivery_id, subscription_id in zip(ids, subscription_ids, strict=True)
         )
     await insert_rows(conn, deliveries, rows)
+    await insert_rows(conn, unfinished_deliveries, [unfinished_row(row) for row in rows])
     return delivery_ids
 
 
@@ -150,13 +158,12 @@ async def insert_deliveries(
     """One pending delivery per subscription, due now; returns their ids in the same order."""
     delivery_ids = [new_id("dlv") for _ in subscription_ids]
     if delivery_ids:
-        await conn.execute(
-            deliveries.insert(),
-            [
-                _delivery_row(tenant_id, event_id, delivery_id, subscription_id, now)
-                for delivery_id, subscription_id in zip(delivery_ids, subscription_ids, strict=True)
-            ],
-        )
+        rows = [
+            _delivery_row(tenant_id, event_id, delivery_id, subscription_id, now)
+            for delivery_id, subscription_id in zip(delivery_ids, subscription_ids, strict=True)
+        ]
+        await conn.execute(deliveries.insert(), rows)
+        await conn.execute(unfinished_deliveries.insert(), [unfinished_row(r) for r in rows])
     return delivery_ids
 
 

@@ -6,7 +6,8 @@ deliveries' rows go over the wire column by column although they repeat their ev
 tenant and time. Here one statement in autocommit does all of it: it inserts the events,
 finds the enabled subscriptions whose patterns (and sources) select each event, and inserts
 one pending delivery per match, naming it from the event's block of delivery ids
-(`app.ids.new_id_block`). Either all of it is written or none.
+(`app.ids.new_id_block`), with its row in unfinished_deliveries. Either all of it is written
+or none.
 
 Matching reads the same rows as `app.store.events.matching_subscription_ids` (the pattern
 index: its cost follows the subscriptions that match, not the tenant's total), and orders
@@ -59,19 +60,28 @@ WRITE_BATCH = DriverStatement.compile_text(
                     AS integer) AS n
         FROM unnest(CAST(:e_key AS integer[])) WITH ORDINALITY AS e(key, ix)
         JOIN matched AS m ON m.key = e.key
+    ),
+    delivered AS (
+        INSERT INTO deliveries (id, tenant_id, event_id, subscription_id, status, attempt_count,
+                                next_attempt_at, created_at, updated_at)
+        SELECT (CAST(:e_block AS varchar[]))[t.ix]
+               || substr(CAST(:digits AS text), ((t.n >> 15) & 31) + 1, 1)
+               || substr(CAST(:digits AS text), ((t.n >> 10) & 31) + 1, 1)
+               || substr(CAST(:digits AS text), ((t.n >> 5) & 31) + 1, 1)
+               || substr(CAST(:digits AS text), (t.n & 31) + 1, 1),
+               (CAST(:e_tenant_id AS varchar[]))[t.ix], (CAST(:e_id AS varchar[]))[t.ix],
+               t.subscription_id, 'pending', 0,
+               CAST(:now AS timestamptz), CAST(:now AS timestamptz), CAST(:now AS timestamptz)
+        FROM targets AS t
+        RETURNING event_id, id, tenant_id, subscription_id
+    ),
+    queued AS (
+        INSERT INTO unfinished_deliveries (delivery_id, tenant_id, subscription_id, status,
+                                           next_attempt_at)
+        SELECT id, tenant_id, subscription_id, 'pending', CAST(:now AS timestamptz)
+        FROM delivered
     )
-    INSERT INTO deliveries (id, tenant_id, event_id, subscription_id, status, attempt_count,
-                            next_attempt_at, created_at, updated_at)
-    SELECT (CAST(:e_block AS varchar[]))[t.ix]
-           || substr(CAST(:digits AS text), ((t.n >> 15) & 31) + 1, 1)
-           || substr(CAST(:digits AS text), ((t.n >> 10) & 31) + 1, 1)
-           || substr(CAST(:digits AS text), ((t.n >> 5) & 31) + 1, 1)
-           || substr(CAST(:digits AS text), (t.n & 31) + 1, 1),
-           (CAST(:e_tenant_id AS varchar[]))[t.ix], (CAST(:e_id AS varchar[]))[t.ix],
-           t.subscription_id, 'pending', 0,
-           CAST(:now AS timestamptz), CAST(:now AS timestamptz), CAST(:now AS timestamptz)
-    FROM targets AS t
-    RETURNING event_id, id
+    SELECT event_id, id FROM delivered
     """
 )
 

@@ -16,8 +16,9 @@ from app.store.tables import (
     sources,
     subscription_patterns,
     subscriptions,
-    unfinished_only,
+    unfinished_deliveries,
 )
+from app.store.unfinished import unfinished_with_status
 from contracts.api import Subscription, SubscriptionCreate
 
 _PUBLIC_COLUMNS = (
@@ -193,14 +194,20 @@ async def update_subscription(
 
 async def cancel_pending_deliveries(conn: AsyncConnection, subscription_id: str) -> int:
     """A deleted or paused endpoint gets nothing more; its queued work is marked cancelled."""
+    now = utcnow()
+    pending = unfinished_with_status(["pending"], subscription_id=subscription_id)
     result = await conn.execute(
         deliveries.update()
+        .where(deliveries.c.id.in_(pending), deliveries.c.status == "pending")
+        .values(status="cancelled", next_attempt_at=None, updated_at=now)
+    )
+    await conn.execute(
+        unfinished_deliveries.update()
         .where(
-            deliveries.c.subscription_id == subscription_id,
-            deliveries.c.status == "pending",
-            unfinished_only(),  # the partial status index can serve it
+            unfinished_deliveries.c.subscription_id == subscription_id,
+            unfinished_deliveries.c.status == "pending",
         )
-        .values(status="cancelled", next_attempt_at=None, updated_at=utcnow())
+        .values(status="cancelled", next_attempt_at=None)
     )
     return result.rowcount
 

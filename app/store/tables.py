@@ -145,13 +145,6 @@ events = sa.Table(
     sa.UniqueConstraint("tenant_id", "dedupe_key", name="uq_events_tenant_id_dedupe_key"),
 )
 
-# A partial index's condition, written the same way in the queries that use it: a planner
-# must prove the condition from the query, and a generic plan (PostgreSQL reuses one for a
-# prepared statement) cannot see the value of a bound parameter.
-PENDING = sa.text("status = 'pending'")
-# The status indexes' condition: a delivery that succeeded (nearly all of them) has no entry.
-UNFINISHED = sa.text("status <> 'succeeded'")
-
 deliveries = sa.Table(
     "deliveries",
     metadata,
@@ -169,28 +162,50 @@ deliveries = sa.Table(
     sa.Column("replay_id", sa.String(40), nullable=True),
     _created(),
     sa.Column("updated_at", UTCDateTime(), nullable=False),
+    # No index names a column that recording an attempt changes (status, the times, the
+    # counters): PostgreSQL then keeps the lease's and the outcome's new row versions
+    # heap-only (HOT), without an entry in any index. Lookups by status go through
+    # unfinished_deliveries.
     sa.Index("ix_deliveries_tenant_id_id", "tenant_id", "id"),
+    sa.Index("ix_deliveries_subscription_id_id", "subscription_id", "id"),
+    sa.Index("ix_deliveries_event_id", "event_id"),
+)
+
+# A partial index's condition, written the same way in the queries that use it: a planner
+# must prove the condition from the query, and a generic plan (PostgreSQL reuses one for a
+# prepared statement) cannot see the value of a bound parameter.
+PENDING = sa.text("status = 'pending'")
+
+# Every delivery that has not succeeded (pending, failed, cancelled), with the columns its
+# lookups by status need: the sweeper's (pending, by next_attempt_at), the log's and a
+# replay's (by tenant or subscription and status), cancelling a subscription's pending work.
+# A row is written with its delivery, changed when the delivery's status or due time
+# changes, and removed when it succeeds (app.store.unfinished keeps it in step). No foreign
+# key: its check would cost every published delivery a lookup; the rows go with their
+# deliveries (retention removes both).
+unfinished_deliveries = sa.Table(
+    "unfinished_deliveries",
+    metadata,
+    sa.Column("delivery_id", sa.String(40), primary_key=True),
+    sa.Column("tenant_id", sa.String(40), nullable=False),
+    sa.Column("subscription_id", sa.String(40), nullable=False),
+    sa.Column("status", sa.String(16), nullable=False),  # pending|failed|cancelled
+    sa.Column("next_attempt_at", UTCDateTime(), nullable=True),
     sa.Index(
-        "ix_deliveries_unfinished_tenant_id_status_id",
+        "ix_unfinished_deliveries_tenant_id_status_delivery_id",
         "tenant_id",
         "status",
-        "id",
-        postgresql_where=UNFINISHED,
-        sqlite_where=UNFINISHED,
+        "delivery_id",
     ),
-    sa.Index("ix_deliveries_subscription_id_id", "subscription_id", "id"),
     sa.Index(
-        "ix_deliveries_unfinished_subscription_id_status_id",
+        "ix_unfinished_deliveries_subscription_id_status_delivery_id",
         "subscription_id",
         "status",
-        "id",
-        postgresql_where=UNFINISHED,
-        sqlite_where=UNFINISHED,
+        "delivery_id",
     ),
-    sa.Index("ix_deliveries_event_id", "event_id"),
-    # The sweeper's: pending deliveries only (a finished one gets no entry).
+    # The sweeper's: pending deliveries only.
     sa.Index(
-        "ix_deliveries_pending_next_attempt_at",
+        "ix_unfinished_deliveries_pending_next_attempt_at",
         "next_attempt_at",
         postgresql_where=PENDING,
         sqlite_where=PENDING,
@@ -199,14 +214,8 @@ deliveries = sa.Table(
 
 
 def pending_only() -> sa.ColumnElement[bool]:
-    """PENDING as a condition on `deliveries` for a query (the sweeper's index serves it)."""
-    return deliveries.c.status == sa.literal_column("'pending'")
-
-
-def unfinished_only() -> sa.ColumnElement[bool]:
-    """UNFINISHED as a condition on `deliveries` for a query: add it to any query by status
-    that cannot match a succeeded delivery, so the partial status indexes can serve it."""
-    return deliveries.c.status != sa.literal_column("'succeeded'")
+    """PENDING as a condition on `unfinished_deliveries` for a query (the sweeper's index)."""
+    return unfinished_deliveries.c.status == sa.literal_column("'pending'")
 
 
 attempts = sa.Table(

@@ -24,6 +24,7 @@ from app.security.ssrf import AddressPolicy, parse_allow_cidrs
 from app.settings import Settings
 from app.store.subscriptions import insert_subscription
 from app.store.tables import attempts, deliveries
+from app.store.unfinished import sync_unfinished
 from contracts.api import SubscriptionCreate
 from contracts.canonical import EventSource, PingData
 from tests.e2e.stack import Receiver
@@ -118,6 +119,7 @@ async def test_a_job_for_a_cancelled_delivery_does_nothing(
         await conn.execute(
             deliveries.update().where(deliveries.c.id == delivery).values(status="cancelled")
         )
+        await sync_unfinished(conn, [delivery])
     assert await runner.run([(delivery, 1)]) == 0
     assert receiver.at("/cancelled") == []
 

@@ -22,6 +22,7 @@ from app.delivery.replay import run_recover
 from app.http.resources import resources_of
 from app.ids import new_id
 from app.store.tables import attempts, audit_log, deliveries, replays
+from app.store.unfinished import sync_unfinished
 from contracts.canonical import EXAMPLES
 from tests.conftest import TokenFactory
 from workers.queue import QUEUE_NAME, deserialize_job
@@ -87,6 +88,7 @@ async def set_delivery(engine: AsyncEngine, delivery_id: str, **values: Any) -> 
         await conn.execute(
             deliveries.update().where(deliveries.c.id == delivery_id).values(**values)
         )
+        await sync_unfinished(conn, [delivery_id])
 
 
 async def set_status(engine: AsyncEngine, status: str, *delivery_ids: str) -> None:
@@ -96,6 +98,7 @@ async def set_status(engine: AsyncEngine, status: str, *delivery_ids: str) -> No
             .where(deliveries.c.id.in_(delivery_ids))
             .values(status=status, next_attempt_at=None, updated_at=utcnow())
         )
+        await sync_unfinished(conn, delivery_ids)
 
 
 async def delivery_row(engine: AsyncEngine, delivery_id: str) -> Any:

@@ -17,6 +17,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from app.clock import utcnow
 from app.ids import new_id
 from app.store.tables import audit_log, deliveries, replays
+from app.store.unfinished import sync_unfinished
 from contracts.canonical import EXAMPLES
 
 Client = AsyncTestClient[Litestar]
@@ -75,6 +76,7 @@ async def set_status(
                 updated_at=utcnow(),
             )
         )
+        await sync_unfinished(conn, delivery_ids)
 
 
 async def delivery_row(engine: AsyncEngine, delivery_id: str) -> Any:

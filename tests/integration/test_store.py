@@ -213,13 +213,13 @@ def _failed_of_subscription(_: datetime) -> sa.Select[Any]:
 @pytest.mark.parametrize(
     ("query", "index"),
     [
-        (overdue_query, "ix_deliveries_pending_next_attempt_at"),
-        (oldest_due_query, "ix_deliveries_pending_next_attempt_at"),
-        (_failed_of_tenant, "ix_deliveries_unfinished_tenant_id_status_id"),
-        (_failed_of_subscription, "ix_deliveries_unfinished_"),
+        (overdue_query, "ix_unfinished_deliveries_pending_next_attempt_at"),
+        (oldest_due_query, "ix_unfinished_deliveries_pending_next_attempt_at"),
+        (_failed_of_tenant, "ix_unfinished_deliveries_tenant_id_status_delivery_id"),
+        (_failed_of_subscription, "ix_unfinished_deliveries_"),
     ],
 )
-async def test_queries_for_unfinished_deliveries_can_read_the_partial_indexes(
+async def test_queries_for_unfinished_deliveries_read_the_unfinished_deliveries_indexes(
     engine: AsyncEngine, backend: str, query: Callable[[datetime], sa.Select[Any]], index: str
 ) -> None:
     """The sweeper's, and the log's by a status other than succeeded."""

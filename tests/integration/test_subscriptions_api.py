@@ -17,6 +17,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from app.clock import utcnow
 from app.ids import new_id
 from app.store.tables import audit_log, deliveries, events, subscriptions
+from app.store.unfinished import sync_unfinished
 from tests.conftest import TokenFactory
 
 Client = AsyncTestClient[Litestar]
@@ -154,6 +155,7 @@ async def _add_pending_delivery(engine: AsyncEngine, tenant_id: str, subscriptio
                 updated_at=now,
             )
         )
+        await sync_unfinished(conn, [delivery_id])
     return delivery_id
 
 
