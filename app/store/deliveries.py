@@ -45,28 +45,28 @@ def list_deliveries_query(
 ) -> sa.Select[Any]:
     """Newest first. Ids start with their creation time, so time bounds are id ranges and
     every filter combination walks one of the (…, id) indexes instead of sorting."""
-    query = (
-        sa.select(*_COLUMNS)
-        .join(events, events.c.id == deliveries.c.event_id)
-        .where(deliveries.c.tenant_id == tenant_id)
-    )
+    query = sa.select(*_COLUMNS).join(events, events.c.id == deliveries.c.event_id)
     key: sa.ColumnElement[str] = deliveries.c.id
-    if status is not None:
-        query = query.where(deliveries.c.status == status)
-        if status != "succeeded":
-            # Walked in the unfinished deliveries' (tenant or subscription, status, id)
-            # index; succeeded ones, nearly every row, are found walking (…, id).
-            unfinished = unfinished_deliveries
-            key = unfinished.c.delivery_id
-            query = query.join(unfinished, key == deliveries.c.id).where(
-                unfinished.c.tenant_id == tenant_id, unfinished.c.status == status
-            )
-            if subscription_id is not None:
-                query = query.where(unfinished.c.subscription_id == subscription_id)
+    if status is not None and status != "succeeded":
+        # Walked in the unfinished deliveries' (tenant or subscription, status, id) index,
+        # filtered on its columns only (the same values as the delivery's): conditions
+        # repeated on deliveries would make the planner expect almost no rows, and sort.
+        unfinished = unfinished_deliveries
+        key = unfinished.c.delivery_id
+        query = query.join(unfinished, key == deliveries.c.id).where(
+            unfinished.c.tenant_id == tenant_id, unfinished.c.status == status
+        )
+        if subscription_id is not None:
+            query = query.where(unfinished.c.subscription_id == subscription_id)
+    else:
+        # Succeeded ones, nearly every row, are found walking (…, id).
+        query = query.where(deliveries.c.tenant_id == tenant_id)
+        if status is not None:
+            query = query.where(deliveries.c.status == status)
+        if subscription_id is not None:
+            query = query.where(deliveries.c.subscription_id == subscription_id)
     if before_id is not None:
         query = query.where(key < before_id)
-    if subscription_id is not None:
-        query = query.where(deliveries.c.subscription_id == subscription_id)
     if event_id is not None:
         query = query.where(deliveries.c.event_id == event_id)
     if since is not None:
