@@ -49,7 +49,7 @@ from app.store.audit import record_audit
 from app.store.bulk import column_arrays, insert_rows
 from app.store.driver_sql import HeldConnections
 from app.store.subscriptions import cancel_pending_deliveries
-from app.store.tables import attempts, deliveries, subscriptions
+from app.store.tables import attempts, subscriptions
 from app.store.unfinished import sync_unfinished
 from contracts.canonical import EventSource, SubscriptionDisabledData
 
@@ -314,8 +314,8 @@ class AttemptRunner:
         return Sent(claim, started_at, result, decision)
 
     async def _record_batch(self, outcomes: list[Sent | Throttled]) -> list[Recorded]:
-        """One transaction (or statement) for every attempt that finished at about the same
-        time: the deliveries' new state and the attempt rows."""
+        """One statement (or transaction) for every attempt that finished at about the same
+        time: the deliveries' new state and the attempt rows; one more for the throttled."""
         now = utcnow()
         recorded = [Recorded() for _ in outcomes]
         sent: list[tuple[Sent, Recorded]] = []
@@ -325,6 +325,31 @@ class AttemptRunner:
                 sent.append((outcome, record))
             else:
                 throttled.append((outcome, record))
+                record.throttled.append(outcome)
+        if throttled:
+            await self._postpone([refused for refused, _ in throttled], now)
+        if sent:
+            await self._record_sent(sent, now)
+        return recorded
+
+    async def _postpone(self, throttled: list[Throttled], now: datetime) -> None:
+        """Throttled attempts give their leases back; their deliveries are due again later."""
+        ids = [refused.claim.delivery_id for refused in throttled]
+        due = [now + timedelta(milliseconds=max(r.retry_in_ms, 50)) for r in throttled]
+        sql = attempt_statements(self.engine.dialect.name)
+        if sql.postpone_all is not None:
+            await self.held.execute(sql.postpone_all, {"b_now": now, "t_id": ids, "t_next": due})
+            return
+        rows = [
+            {"b_now": now, "t_id": delivery_id, "t_next": next_at}
+            for delivery_id, next_at in zip(ids, due, strict=True)
+        ]
+        async with self.engine.begin() as conn:
+            await conn.execute(sql.postpone, rows)
+            if sql.postpone_unfinished is not None:
+                await conn.execute(sql.postpone_unfinished, rows)
+
+    async def _record_sent(self, sent: list[tuple[Sent, Recorded]], now: datetime) -> None:
         state = [self._new_state(item, record, now) for item, record in sent]
         rows = [
             _attempt_row(item, attempt_id)
@@ -332,11 +357,8 @@ class AttemptRunner:
         ]
         dialect = self.engine.dialect.name
         sql = attempt_statements(dialect)
-        if (
-            sql.record_with_attempts is not None
-            and sent
-            and not throttled
-            and not any(_changes_health(item) for item, _ in sent)
+        if sql.record_with_attempts is not None and not any(
+            _changes_health(item) for item, _ in sent
         ):
             # The usual batch: one statement, no transaction around it.
             await self.held.execute(
@@ -347,25 +369,15 @@ class AttemptRunner:
                     **column_arrays(rows, "a_", ATTEMPT_OWN_COLUMNS),
                 },
             )
-            return recorded
+            return
         async with self.engine.begin() as conn:
-            for refused, record in throttled:
-                wait = timedelta(milliseconds=max(refused.retry_in_ms, 50))
-                await conn.execute(
-                    deliveries.update()
-                    .where(deliveries.c.id == refused.claim.delivery_id)
-                    .values(lease_until=None, next_attempt_at=now + wait, updated_at=now)
-                )
-                record.throttled.append(refused)
-            if sent:
-                await conn.execute(sql.record, record_params(dialect, state, now))
-                # After the delivery rows: the attempts' foreign-key check then finds each row
-                # already locked by this transaction instead of taking a lock of its own.
-                await insert_rows(conn, attempts, rows)
-                for item, record in sent:
-                    await self._record_subscription_health(conn, item, now, record)
-            await sync_unfinished(conn, [outcome.claim.delivery_id for outcome in outcomes])
-        return recorded
+            await conn.execute(sql.record, record_params(dialect, state, now))
+            # After the delivery rows: the attempts' foreign-key check then finds each row
+            # already locked by this transaction instead of taking a lock of its own.
+            await insert_rows(conn, attempts, rows)
+            for item, record in sent:
+                await self._record_subscription_health(conn, item, now, record)
+            await sync_unfinished(conn, [item.claim.delivery_id for item, _ in sent])
 
     def _new_state(self, item: Sent, record: Recorded, now: datetime) -> dict[str, Any]:
         """The delivery's row after this attempt (RECORD_FIELDS' names); counts the outcome."""

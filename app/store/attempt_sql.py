@@ -39,6 +39,12 @@ class AttemptStatements:
     # PostgreSQL: record plus the attempt rows (arrays a_*) as one statement, run on the
     # driver's connection.
     record_with_attempts: DriverStatement | None
+    # Throttled attempts back to their deliveries, due again later; their unfinished rows
+    # follow. PostgreSQL: one statement of arrays t_id, t_next (and b_now) on the driver's
+    # connection; SQLite: postpone then postpone_unfinished, executemany of t_* per row.
+    postpone: sa.Update
+    postpone_unfinished: sa.Update | None
+    postpone_all: DriverStatement | None
 
 
 def _pending(dialect: str) -> sa.ColumnElement[bool]:
@@ -120,7 +126,60 @@ def attempt_statements(dialect: str) -> AttemptStatements:
             if dialect == "postgresql"
             else None
         ),
+        **_postpone_statements(dialect),
     )
+
+
+def _postpone_statements(dialect: str) -> dict[str, Any]:
+    """A throttled attempt gives its lease back and its delivery is due at t_next, if it is
+    still pending (one cancelled meanwhile keeps no due time); the unfinished row follows."""
+    if dialect == "postgresql":
+        wanted = (
+            sa.func.unnest(
+                sa.bindparam("t_id", type_=postgresql.ARRAY(deliveries.c.id.type)),
+                sa.bindparam("t_next", type_=postgresql.ARRAY(_TIME)),
+            )
+            .table_valued(sa.column("id", deliveries.c.id.type), sa.column("next", _TIME))
+            .render_derived()
+        )
+        delivery_id, next_at = wanted.c.id, wanted.c.next
+    else:
+        delivery_id = sa.bindparam("t_id", type_=deliveries.c.id.type)
+        next_at = sa.bindparam("t_next", type_=_TIME)
+    postpone = (
+        deliveries.update()
+        .where(deliveries.c.id == delivery_id)
+        .values(
+            lease_until=None,
+            next_attempt_at=sa.case(
+                (deliveries.c.status == "pending", next_at), else_=deliveries.c.next_attempt_at
+            ),
+            updated_at=sa.bindparam("b_now", type_=_TIME),
+        )
+    )
+    if dialect != "postgresql":
+        return {
+            "postpone": postpone,
+            "postpone_unfinished": unfinished_deliveries.update()
+            .where(
+                unfinished_deliveries.c.delivery_id == delivery_id,
+                unfinished_deliveries.c.status == "pending",
+            )
+            .values(next_attempt_at=next_at),
+            "postpone_all": None,
+        }
+    postponed = postpone.returning(deliveries.c.id, deliveries.c.next_attempt_at).cte("postponed")
+    follow = (
+        unfinished_deliveries.update()
+        .where(unfinished_deliveries.c.delivery_id == postponed.c.id)
+        .values(next_attempt_at=postponed.c.next_attempt_at)
+        .add_cte(postponed)
+    )
+    return {
+        "postpone": postpone,
+        "postpone_unfinished": None,
+        "postpone_all": DriverStatement.compile(follow),
+    }
 
 
 def _record_with_attempts(record: sa.Update) -> sa.Insert:
