@@ -319,15 +319,15 @@ class AttemptRunner:
         now = utcnow()
         recorded = [Recorded() for _ in outcomes]
         sent: list[tuple[Sent, Recorded]] = []
-        throttled: list[tuple[Throttled, Recorded]] = []
+        throttled: list[Throttled] = []
         for outcome, record in zip(outcomes, recorded, strict=True):
             if isinstance(outcome, Sent):
                 sent.append((outcome, record))
             else:
-                throttled.append((outcome, record))
+                throttled.append(outcome)
                 record.throttled.append(outcome)
         if throttled:
-            await self._postpone([refused for refused, _ in throttled], now)
+            await self._postpone(throttled, now)
         if sent:
             await self._record_sent(sent, now)
         return recorded

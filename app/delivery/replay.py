@@ -241,14 +241,16 @@ def _matching(
     """The query narrowed to the replay's deliveries, and the id column to order and page by.
 
     Without `succeeded` among the statuses, the deliveries are walked in the unfinished
-    deliveries' (subscription, status, id) index rather than among all of the subscription's.
+    deliveries' (subscription, status, id) index rather than among all of the subscription's,
+    filtered on its columns only (as the log is: see list_deliveries_query).
     """
-    key: sa.ColumnElement[str] = deliveries.c.id
-    query = query.where(
-        deliveries.c.subscription_id == subscription_id,
-        deliveries.c.status.in_(list(statuses)),
-    )
-    if "succeeded" not in statuses:
+    if "succeeded" in statuses:
+        key: sa.ColumnElement[str] = deliveries.c.id
+        query = query.where(
+            deliveries.c.subscription_id == subscription_id,
+            deliveries.c.status.in_(list(statuses)),
+        )
+    else:
         unfinished = unfinished_deliveries
         key = unfinished.c.delivery_id
         query = query.join(unfinished, key == deliveries.c.id).where(
