@@ -27,8 +27,8 @@ from app.store.events import (
     insert_deliveries,
     matching_subscription_ids,
 )
-from app.store.tables import deliveries, events, replays, subscriptions, unfinished_deliveries
-from app.store.unfinished import sync_unfinished
+from app.store.tables import deliveries, events, replays, subscriptions
+from app.store.unfinished import sync_unfinished, walk_unfinished
 from contracts.api import ReplayProgress
 
 logger = logging.getLogger(__name__)
@@ -240,9 +240,8 @@ def _matching(
 ) -> tuple[sa.Select[Any], sa.ColumnElement[str]]:
     """The query narrowed to the replay's deliveries, and the id column to order and page by.
 
-    Without `succeeded` among the statuses, the deliveries are walked in the unfinished
-    deliveries' (subscription, status, id) index rather than among all of the subscription's,
-    filtered on its columns only (as the log is: see list_deliveries_query).
+    Without `succeeded` among the statuses, only the subscription's unfinished deliveries
+    are walked (walk_unfinished).
     """
     if "succeeded" in statuses:
         key: sa.ColumnElement[str] = deliveries.c.id
@@ -251,12 +250,7 @@ def _matching(
             deliveries.c.status.in_(list(statuses)),
         )
     else:
-        unfinished = unfinished_deliveries
-        key = unfinished.c.delivery_id
-        query = query.join(unfinished, key == deliveries.c.id).where(
-            unfinished.c.subscription_id == subscription_id,
-            unfinished.c.status.in_(list(statuses)),
-        )
+        query, key = walk_unfinished(query, statuses, subscription_id=subscription_id)
     query = query.where(key >= id_floor("dlv", since))
     if until is not None:
         query = query.where(key < id_floor("dlv", until))

@@ -9,7 +9,8 @@ import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from app.ids import id_floor
-from app.store.tables import attempts, deliveries, events, unfinished_deliveries
+from app.store.tables import attempts, deliveries, events
+from app.store.unfinished import walk_unfinished
 from contracts.api import Attempt, Delivery, DeliveryDetail
 
 _COLUMNS = (
@@ -45,19 +46,12 @@ def list_deliveries_query(
 ) -> sa.Select[Any]:
     """Newest first. Ids start with their creation time, so time bounds are id ranges and
     every filter combination walks one of the (…, id) indexes instead of sorting."""
-    query = sa.select(*_COLUMNS).join(events, events.c.id == deliveries.c.event_id)
+    query: sa.Select[Any] = sa.select(*_COLUMNS).join(events, events.c.id == deliveries.c.event_id)
     key: sa.ColumnElement[str] = deliveries.c.id
     if status is not None and status != "succeeded":
-        # Walked in the unfinished deliveries' (tenant or subscription, status, id) index,
-        # filtered on its columns only (the same values as the delivery's): conditions
-        # repeated on deliveries would make the planner expect almost no rows, and sort.
-        unfinished = unfinished_deliveries
-        key = unfinished.c.delivery_id
-        query = query.join(unfinished, key == deliveries.c.id).where(
-            unfinished.c.tenant_id == tenant_id, unfinished.c.status == status
+        query, key = walk_unfinished(
+            query, [status], tenant_id=tenant_id, subscription_id=subscription_id
         )
-        if subscription_id is not None:
-            query = query.where(unfinished.c.subscription_id == subscription_id)
     else:
         # Succeeded ones, nearly every row, are found walking (…, id).
         query = query.where(deliveries.c.tenant_id == tenant_id)

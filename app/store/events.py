@@ -127,9 +127,14 @@ async def insert_events_with_deliveries(
             )
             for delivery_id, subscription_id in zip(ids, subscription_ids, strict=True)
         )
+    await _insert_delivery_rows(conn, rows)
+    return delivery_ids
+
+
+async def _insert_delivery_rows(conn: AsyncConnection, rows: list[dict[str, Any]]) -> None:
+    """New pending deliveries, each with its unfinished_deliveries row."""
     await insert_rows(conn, deliveries, rows)
     await insert_rows(conn, unfinished_deliveries, [unfinished_row(row) for row in rows])
-    return delivery_ids
 
 
 def _delivery_row(
@@ -162,8 +167,7 @@ async def insert_deliveries(
             _delivery_row(tenant_id, event_id, delivery_id, subscription_id, now)
             for delivery_id, subscription_id in zip(delivery_ids, subscription_ids, strict=True)
         ]
-        await conn.execute(deliveries.insert(), rows)
-        await conn.execute(unfinished_deliveries.insert(), [unfinished_row(r) for r in rows])
+        await _insert_delivery_rows(conn, rows)
     return delivery_ids
 
 

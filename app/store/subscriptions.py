@@ -18,7 +18,6 @@ from app.store.tables import (
     subscriptions,
     unfinished_deliveries,
 )
-from app.store.unfinished import unfinished_with_status
 from contracts.api import Subscription, SubscriptionCreate
 
 _PUBLIC_COLUMNS = (
@@ -195,7 +194,10 @@ async def update_subscription(
 async def cancel_pending_deliveries(conn: AsyncConnection, subscription_id: str) -> int:
     """A deleted or paused endpoint gets nothing more; its queued work is marked cancelled."""
     now = utcnow()
-    pending = unfinished_with_status(["pending"], subscription_id=subscription_id)
+    pending = sa.select(unfinished_deliveries.c.delivery_id).where(
+        unfinished_deliveries.c.subscription_id == subscription_id,
+        unfinished_deliveries.c.status == "pending",
+    )
     result = await conn.execute(
         deliveries.update()
         .where(deliveries.c.id.in_(pending), deliveries.c.status == "pending")

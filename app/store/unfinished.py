@@ -68,27 +68,39 @@ async def sync_unfinished(conn: AsyncConnection, delivery_ids: Iterable[str]) ->
                 },
             )
         )
-        still_unfinished = sa.select(deliveries.c.id).where(
-            deliveries.c.id.in_(chunk), deliveries.c.status != "succeeded"
-        )
         await conn.execute(
             unfinished_deliveries.delete().where(
                 unfinished_deliveries.c.delivery_id.in_(chunk),
-                unfinished_deliveries.c.delivery_id.not_in(still_unfinished),
+                unfinished_deliveries.c.delivery_id.not_in(
+                    current.with_only_columns(deliveries.c.id)
+                ),
             )
         )
 
 
-def unfinished_with_status(
-    statuses: Iterable[str], *, tenant_id: str | None = None, subscription_id: str | None = None
-) -> sa.Select[tuple[str]]:
-    """Ids of the deliveries in these statuses (none of them `succeeded`), by tenant or
-    subscription (the table's two status indexes)."""
-    query = sa.select(unfinished_deliveries.c.delivery_id).where(
-        unfinished_deliveries.c.status.in_(list(statuses))
+def walk_unfinished(
+    query: sa.Select[Any],
+    statuses: Iterable[str],
+    *,
+    tenant_id: str | None = None,
+    subscription_id: str | None = None,
+) -> tuple[sa.Select[Any], sa.ColumnElement[str]]:
+    """A query over `deliveries` narrowed to those in these statuses (none of them
+    `succeeded`), by tenant or subscription, and the id column to order and page by.
+
+    They are walked in the unfinished rows' (tenant or subscription, status, id) index. The
+    conditions go on those rows' columns only (the same values as the deliveries'):
+    repeated on `deliveries`, they make PostgreSQL expect almost no rows, read every match
+    and sort.
+    """
+    key = unfinished_deliveries.c.delivery_id
+    wanted = list(statuses)
+    status = unfinished_deliveries.c.status
+    query = query.join(unfinished_deliveries, key == deliveries.c.id).where(
+        status == wanted[0] if len(wanted) == 1 else status.in_(wanted)
     )
     if tenant_id is not None:
         query = query.where(unfinished_deliveries.c.tenant_id == tenant_id)
     if subscription_id is not None:
         query = query.where(unfinished_deliveries.c.subscription_id == subscription_id)
-    return query
+    return query, key
