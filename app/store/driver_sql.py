@@ -60,12 +60,21 @@ class HeldConnections:
     taken once and reused; one that breaks is closed, and the next use opens another. One
     lost during a statement raises the driver's error (asyncpg's InterfaceError or
     PostgresConnectionError; whether the statement committed is then unknown).
+    `session_settings` (names and values of our own, not user input) are SET on each
+    connection when it is opened and RESET before it goes back to the pool.
     """
 
-    def __init__(self, engine: AsyncEngine, size: int = 2) -> None:
+    def __init__(
+        self,
+        engine: AsyncEngine,
+        size: int = 2,
+        *,
+        session_settings: Mapping[str, str] | None = None,
+    ) -> None:
         # Autocommit: each statement stands alone (no BEGIN/COMMIT round trips).
         self._engine = engine.execution_options(isolation_level="AUTOCOMMIT")
         self._size = size
+        self._settings = dict(session_settings or {})
         self._opened = 0
         self._free: list[_Held] = []
         self._waiting: deque[asyncio.Future[_Held | None]] = deque()
@@ -93,6 +102,12 @@ class HeldConnections:
     async def close(self) -> None:
         free, self._free = self._free, []
         for held in free:
+            try:
+                for name in self._settings:
+                    await held.driver.execute(f"RESET {name}")
+            except Exception:
+                await self._drop(held)  # broken: not back to the pool with our settings
+                continue
             self._opened -= 1
             await held.conn.close()
 
@@ -106,13 +121,11 @@ class HeldConnections:
             if self._opened < self._size:
                 self._opened += 1
                 try:
-                    conn = await self._engine.connect()
-                    raw = await conn.get_raw_connection()
+                    return await self._open()
                 except BaseException:
                     self._opened -= 1
                     self._hand(None)  # a waiter may try its own luck
                     raise
-                return _Held(conn, raw.driver_connection)
             waiter: asyncio.Future[_Held | None] = asyncio.get_running_loop().create_future()
             self._waiting.append(waiter)
             try:
@@ -124,6 +137,20 @@ class HeldConnections:
             if handed is not None and await self._alive(handed):
                 return handed
             # None (or lost): a connection was dropped, there is room to open one.
+
+    async def _open(self) -> _Held:
+        conn = await self._engine.connect()
+        try:
+            raw = await conn.get_raw_connection()
+            driver: Any = raw.driver_connection  # asyncpg.Connection
+            for name, value in self._settings.items():
+                await driver.execute(f"SET {name} = {value}")
+        except BaseException:
+            with contextlib.suppress(Exception):
+                await conn.invalidate()
+                await conn.close()
+            raise
+        return _Held(conn, driver)
 
     async def _alive(self, held: _Held) -> bool:
         """False for a connection lost while idle (a database restart, an idle timeout):

@@ -22,6 +22,8 @@ from app.delivery.isolation import SubscriptionLimiter
 from app.security.secret_box import SecretBox, new_webhook_secret
 from app.security.ssrf import AddressPolicy, parse_allow_cidrs
 from app.settings import Settings
+from app.store.attempt_sql import attempt_statements
+from app.store.driver_sql import DriverStatement
 from app.store.subscriptions import insert_subscription
 from app.store.tables import attempts, deliveries
 from app.store.unfinished import sync_unfinished
@@ -272,3 +274,36 @@ async def test_a_binary_response_body_is_recorded_without_nul_characters(
         ).scalar_one()
     assert "\x00" not in body
     assert "ok" in body
+
+
+def _explained(statement: DriverStatement) -> DriverStatement:
+    return DriverStatement("EXPLAIN " + statement.text, statement.names, statement.fixed)
+
+
+async def test_the_hot_statements_find_rows_by_primary_key_however_small_the_tables(
+    runner: AttemptRunner, engine: AsyncEngine, backend: str, tenant_id: str, receiver: Receiver
+) -> None:
+    """A connection keeps a statement's plan while the statistics stand: planned on tables
+    of a few rows (a new database, a backlog that grew since the last ANALYZE), a sequential
+    scan would stay and cost more with every row the tables gain."""
+    if backend != "postgresql":
+        pytest.skip("plans of PostgreSQL's prepared statements")
+    [delivery] = await _deliveries_to(engine, tenant_id, receiver.url("/plans"), 1)
+    sql = attempt_statements("postgresql")
+    for statement in (sql.lease_and_read, sql.record_with_attempts, sql.postpone_all):
+        assert statement is not None
+        params: dict[str, Any] = {
+            name: [None] for name in statement.names if name[:2] in ("u_", "a_", "t_")
+        }
+        params.update(
+            b_now=datetime.now(UTC),
+            b_lease=datetime.now(UTC),
+            ids=[delivery],
+            keys=[f"{delivery}:0"],
+            u_id=[delivery],
+            t_id=[delivery],
+        )
+        rows = await runner.held.fetch(_explained(statement), params)
+        plan = "\n".join(row[0] for row in rows)
+        assert "pk_deliveries" in plan, plan
+        assert "Seq Scan" not in plan, plan

@@ -20,6 +20,7 @@ from app.ids import new_id
 from app.store.bulk import insert_rows
 from app.store.deliveries import list_deliveries_query
 from app.store.driver_sql import DriverStatement, HeldConnections
+from app.store.engine import create_engine
 from app.store.migrate import alembic_config
 from app.store.tables import events, metadata
 from app.store.tenants import create_tenant, get_tenant
@@ -190,6 +191,36 @@ async def test_a_statement_on_the_driver_connection_takes_its_parameters_by_name
         assert len(await held.fetch(statement, {"ids": [first.id]})) == 1
     finally:
         await held.close()
+
+
+async def test_held_connections_keep_their_session_settings_out_of_the_pool(
+    database_url: str, backend: str
+) -> None:
+    """Settings for the hot statements hold on every held connection, and a connection
+    given back to the pool (at shutdown) serves its next user with the defaults again."""
+    if backend != "postgresql":
+        pytest.skip("the driver path is asyncpg's")
+    engine = create_engine(database_url, pool_size=1)
+    other = create_engine(database_url, pool_size=1)
+    show = DriverStatement.compile(sa.text("SELECT current_setting('enable_seqscan')"))
+    try:
+        held = HeldConnections(engine, size=1, session_settings={"enable_seqscan": "off"})
+        assert [tuple(r) for r in await held.fetch(show, {})] == [("off",)]
+        # The connection that replaces a lost one has them too.
+        backend_pid = DriverStatement.compile(sa.select(sa.func.pg_backend_pid()))
+        [[pid]] = await held.fetch(backend_pid, {})
+        async with other.connect() as conn:
+            await conn.execute(sa.text(f"SELECT pg_terminate_backend({int(pid)})"))
+        await asyncio.sleep(0.5)  # the driver hears of it
+        assert [tuple(r) for r in await held.fetch(show, {})] == [("off",)]
+        assert (await held.fetch(backend_pid, {}))[0][0] != pid
+        await held.close()
+        async with engine.connect() as conn:  # the pool's only connection: the held one
+            setting = (await conn.execute(sa.text("SHOW enable_seqscan"))).scalar_one()
+        assert setting == "on"
+    finally:
+        await engine.dispose()
+        await other.dispose()
 
 
 async def _plan(conn: AsyncConnection, query: sa.Select[Any]) -> str:
