@@ -666,13 +666,13 @@ def cpu_by_command(names: Sequence[str]) -> dict[str, float]:
     return totals
 
 
-def machine_busy() -> tuple[float, float, float]:
-    """(busy, total, irq+softirq) jiffies of all CPUs from /proc/stat."""
+def machine_busy() -> tuple[float, float, float, float]:
+    """(busy, total, irq+softirq, steal) jiffies of all CPUs from /proc/stat."""
     with open("/proc/stat") as stat:
         values = [int(v) for v in stat.readline().split()[1:]]
     idle = values[3] + values[4]  # idle + iowait
     total = sum(values[:8])
-    return float(total - idle), float(total), float(values[5] + values[6])
+    return float(total - idle), float(total), float(values[5] + values[6]), float(values[7])
 
 
 class CpuMeter:
@@ -684,7 +684,7 @@ class CpuMeter:
 
     def __init__(self, pids: dict[str, list[int]]) -> None:
         self.pids = pids
-        self._machine = (0.0, 0.0, 0.0)
+        self._machine = (0.0, 0.0, 0.0, 0.0)
         self._own: dict[int, float] = {}
         self._shared: dict[str, float] = {}
         self._wall = 0.0
@@ -706,7 +706,7 @@ class CpuMeter:
                     self._own[pid] = 0.0
 
     def stop(self) -> dict[str, Any]:
-        busy, total, irq = machine_busy()
+        busy, total, irq, steal = machine_busy()
         wall = time.monotonic() - self._wall
         shared = cpu_by_command(["postgres", "redis-server"])
         used: dict[str, float] = {}
@@ -737,6 +737,11 @@ class CpuMeter:
                 1,
             )
             if spent_total and wall
+            else None,
+            # Time the VM's host gave to others while we had work (counted in foreign too):
+            # the source of most stalls on a shared VM.
+            "steal_pct": round(100 * (steal - self._machine[3]) / spent_total, 1)
+            if spent_total
             else None,
             "cpu_s": used,
         }

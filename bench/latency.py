@@ -2,10 +2,11 @@
 
 ``e2e``   one subscription, ``--rate`` events/s (default 200) for ``--duration`` s (30):
           p50 / p99 of publish -> receipt. Goal: p50 <= 50 ms, p99 <= 250 ms.
-``hang``  two subscriptions at ``--hang-rate`` events/s (default 100), twice: both endpoints
-          healthy, then one of them hanging (the receiver sleeps ``--hang-s`` = 20 s, longer
-          than the subscription's timeout, default 15 s). Goal: p99 of the healthy endpoint
-          with the hanging one <= 1.5 x without.
+``hang``  two subscriptions at ``--hang-rate`` events/s (default 100), in pairs of runs: both
+          endpoints healthy, then one of them hanging (the receiver sleeps ``--hang-s`` =
+          20 s, longer than the subscription's timeout, default 15 s). Goal: p99 of the
+          healthy endpoint with the hanging one <= 1.5 x without, in the median of
+          ``--repeat`` (3) alternating pairs; every pair's factor is reported.
 
 Each scenario gets its own database, Redis db 12 (flushed), receiver, gateway and
 ``--workers`` workers (default 2), all as processes. The load generator
@@ -52,6 +53,31 @@ def stats_ms(values: list[float]) -> dict[str, float | int]:
         "p90": round(percentile(values, 90) * 1000, 1),
         "p99": round(percentile(values, 99) * 1000, 1),
         "max": round(max(values) * 1000, 1) if values else float("nan"),
+    }
+
+
+def _slowest_share(arrivals: dict[str, float], accepted: dict[str, list[Any]]) -> dict[str, Any]:
+    """The slowest 1 % of deliveries: which part of their time was the publish (request to
+    202) and which the delivery (202 to arrival), and in which second of the load they were
+    sent - spread out (steady queueing) or bunched (a stall)."""
+    if not arrivals:
+        return {}
+    start = min(r[0] for r in accepted.values())
+    ranked = sorted(arrivals, key=lambda i: arrivals[i] - accepted[i][0], reverse=True)
+    worst = ranked[: max(len(ranked) // 100, 1)]
+    by_second: dict[int, int] = {}
+    for i in worst:
+        second = int(accepted[i][0] - start)
+        by_second[second] = by_second.get(second, 0) + 1
+    return {
+        "n": len(worst),
+        "publish_202_ms_p50": round(
+            percentile([accepted[i][1] - accepted[i][0] for i in worst], 50) * 1000, 1
+        ),
+        "leg_ms_p50": round(
+            percentile([arrivals[i] - accepted[i][1] for i in worst], 50) * 1000, 1
+        ),
+        "sent_in_second": dict(sorted(by_second.items())),
     }
 
 
@@ -108,6 +134,11 @@ async def scenario(
         if path == measured_path and webhook_id in accepted and webhook_id not in arrivals:
             arrivals[webhook_id] = at
     e2e = [arrivals[i] - accepted[i][0] for i in arrivals]
+    slowest = _slowest_share(arrivals, accepted)
+    # Per delivery (sent, 202, arrival; time.monotonic()), to line up with other samples.
+    (sent_file.parent / "arrivals.json").write_text(
+        json.dumps([[*accepted[i][:2], at] for i, at in arrivals.items()])
+    )
     leg = [arrivals[i] - accepted[i][1] for i in arrivals]
     publish = [r[1] - r[0] for r in accepted.values()]
     result = {
@@ -122,6 +153,7 @@ async def scenario(
         "publish_to_receipt_ms": stats_ms(e2e),
         "publish_202_ms": stats_ms(publish),
         "delivery_leg_202_to_receipt_ms": stats_ms(leg),
+        "slowest_1pct": slowest,
         "receiver_by_path": stats["by_path"],
         "delivery_status_counts": counts,
         "cpu_during_load": cpu,
@@ -138,20 +170,13 @@ async def scenario(
     return result
 
 
-async def run(args: argparse.Namespace) -> dict[str, Any]:
-    out: dict[str, Any] = {"benchmark": "latency", "machine": machine_info(), "params": vars(args)}
-    if args.scenario in ("e2e", "all"):
-        e2e = await scenario("e2e", {"/lat": {}}, "/lat", args.rate, args)
-        p50 = e2e["publish_to_receipt_ms"]["p50"]
-        p99 = e2e["publish_to_receipt_ms"]["p99"]
-        out["e2e"] = e2e
-        out["e2e_goal"] = {
-            "p50_ms": GOAL_P50_MS,
-            "p99_ms": GOAL_P99_MS,
-            "pass": p50 <= GOAL_P50_MS and p99 <= GOAL_P99_MS and e2e["missing_after_drain"] == 0,
-        }
-    if args.scenario in ("hang", "all"):
-        hang_options = {"timeout_s": args.hang_timeout_s}
+async def hang_rounds(args: argparse.Namespace) -> dict[str, Any]:
+    """`--repeat` pairs of runs, none hanging then one hanging, alternating; the goal is
+    judged by the median pair's factor (a shared VM stalls now and then, and one stall moves
+    a p99 of 3,000 deliveries), and every pair is reported."""
+    hang_options = {"timeout_s": args.hang_timeout_s}
+    pairs: list[tuple[dict[str, Any], dict[str, Any], float]] = []
+    for _ in range(args.repeat):
         healthy = await scenario(
             "hang-baseline",
             {"/healthy": {}, "/other": hang_options},
@@ -168,14 +193,44 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         )
         base_p99 = healthy["publish_to_receipt_ms"]["p99"]
         hang_p99 = hanging["publish_to_receipt_ms"]["p99"]
-        factor = hang_p99 / base_p99 if base_p99 else float("inf")
-        out["hang_baseline"] = healthy
-        out["hang_with_hanging"] = hanging
-        out["hang_goal"] = {
+        pairs.append((healthy, hanging, hang_p99 / base_p99 if base_p99 else float("inf")))
+    healthy, hanging, factor = sorted(pairs, key=lambda pair: pair[2])[len(pairs) // 2]
+    return {
+        "hang_baseline": healthy,
+        "hang_with_hanging": hanging,
+        "hang_rounds": [
+            {
+                "p99_ms_none_hanging": h["publish_to_receipt_ms"]["p99"],
+                "p99_ms_one_hanging": x["publish_to_receipt_ms"]["p99"],
+                "factor": round(f, 2),
+                "missing_after_drain": x["missing_after_drain"],
+            }
+            for h, x, f in pairs
+        ],
+        "hang_goal": {
             "factor": round(factor, 2),
+            "factors": [round(f, 2) for _, _, f in pairs],
             "goal_factor": GOAL_HANG_FACTOR,
-            "pass": factor <= GOAL_HANG_FACTOR and hanging["missing_after_drain"] == 0,
+            "pass": factor <= GOAL_HANG_FACTOR
+            and all(x["missing_after_drain"] == 0 for _, x, _ in pairs),
+        },
+    }
+
+
+async def run(args: argparse.Namespace) -> dict[str, Any]:
+    out: dict[str, Any] = {"benchmark": "latency", "machine": machine_info(), "params": vars(args)}
+    if args.scenario in ("e2e", "all"):
+        e2e = await scenario("e2e", {"/lat": {}}, "/lat", args.rate, args)
+        p50 = e2e["publish_to_receipt_ms"]["p50"]
+        p99 = e2e["publish_to_receipt_ms"]["p99"]
+        out["e2e"] = e2e
+        out["e2e_goal"] = {
+            "p50_ms": GOAL_P50_MS,
+            "p99_ms": GOAL_P99_MS,
+            "pass": p50 <= GOAL_P50_MS and p99 <= GOAL_P99_MS and e2e["missing_after_drain"] == 0,
         }
+    if args.scenario in ("hang", "all"):
+        out.update(await hang_rounds(args))
     return out
 
 
@@ -189,6 +244,9 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--hang-s", type=float, default=20.0, help="how long /hang sleeps")
     parser.add_argument("--hang-timeout-s", type=int, default=15, help="its subscription timeout")
+    parser.add_argument(
+        "--repeat", type=int, default=3, help="hang: pairs of runs (the median pair is judged)"
+    )
     parser.add_argument("--name", default="latency", help="results file prefix")
     args = parser.parse_args()
     result = asyncio.run(run(args))

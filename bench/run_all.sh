@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Run every benchmark with the goal settings; results land in bench/results/*.json.
 # Needs PostgreSQL on 127.0.0.1:5432 (user postgres) and Redis on 127.0.0.1:6379 (db 12 is
-# flushed). Takes ~30 minutes with SUSTAIN_MINUTES=3 (the default), ~37 with 10.
+# flushed). Takes ~35 minutes with SUSTAIN_MINUTES=3 (the default), ~42 with 10.
 #   bench/run_all.sh                    # SUSTAIN_MINUTES=10 bench/run_all.sh
 # BENCH_SNAPSHOT=1 runs everything from a clean copy of HEAD (bench/snapshot.sh), for when
 # others are editing the working tree meanwhile; results still land in this bench/results.
@@ -30,7 +30,7 @@ export PATH="$(dirname "$PY"):$PATH"   # py-spy, if installed into .venv
 for rate in 400 800; do
     "$PY" -m bench.latency e2e --rate "$rate" --name "latency_e2e_r$rate"
 done
-"$PY" -m bench.latency hang --hang-rate 10 --name latency_hang_r10
+"$PY" -m bench.latency hang --hang-rate 10 --repeat 1 --name latency_hang_r10
 # Writes per publish / per delivery by peer (needs strace; skipped without it).
 if command -v strace >/dev/null; then
     "$PY" -m bench.roundtrips --subscriptions 1 --name roundtrips_s1
