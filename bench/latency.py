@@ -46,24 +46,31 @@ GOAL_HANG_FACTOR = 1.5
 READY_WAIT_S = 60.0
 
 
+def ms_at(values: list[float], pct: float) -> float:
+    """The pct-th percentile of durations in seconds, in milliseconds."""
+    return round(percentile(values, pct) * 1000, 1)
+
+
 def stats_ms(values: list[float]) -> dict[str, float | int]:
     return {
         "n": len(values),
-        "p50": round(percentile(values, 50) * 1000, 1),
-        "p90": round(percentile(values, 90) * 1000, 1),
-        "p99": round(percentile(values, 99) * 1000, 1),
+        "p50": ms_at(values, 50),
+        "p90": ms_at(values, 90),
+        "p99": ms_at(values, 99),
         "max": round(max(values) * 1000, 1) if values else float("nan"),
     }
 
 
-def _slowest_share(arrivals: dict[str, float], accepted: dict[str, list[Any]]) -> dict[str, Any]:
+def _slowest_share(
+    e2e: dict[str, float], arrivals: dict[str, float], accepted: dict[str, list[Any]]
+) -> dict[str, Any]:
     """The slowest 1 % of deliveries: which part of their time was the publish (request to
     202) and which the delivery (202 to arrival), and in which second of the load they were
     sent - spread out (steady queueing) or bunched (a stall)."""
-    if not arrivals:
+    if not e2e:
         return {}
     start = min(r[0] for r in accepted.values())
-    ranked = sorted(arrivals, key=lambda i: arrivals[i] - accepted[i][0], reverse=True)
+    ranked = sorted(e2e, key=e2e.__getitem__, reverse=True)
     worst = ranked[: max(len(ranked) // 100, 1)]
     by_second: dict[int, int] = {}
     for i in worst:
@@ -71,12 +78,8 @@ def _slowest_share(arrivals: dict[str, float], accepted: dict[str, list[Any]]) -
         by_second[second] = by_second.get(second, 0) + 1
     return {
         "n": len(worst),
-        "publish_202_ms_p50": round(
-            percentile([accepted[i][1] - accepted[i][0] for i in worst], 50) * 1000, 1
-        ),
-        "leg_ms_p50": round(
-            percentile([arrivals[i] - accepted[i][1] for i in worst], 50) * 1000, 1
-        ),
+        "publish_202_ms_p50": ms_at([accepted[i][1] - accepted[i][0] for i in worst], 50),
+        "leg_ms_p50": ms_at([arrivals[i] - accepted[i][1] for i in worst], 50),
         "sent_in_second": dict(sorted(by_second.items())),
     }
 
@@ -133,8 +136,9 @@ async def scenario(
     for path, webhook_id, at in records:
         if path == measured_path and webhook_id in accepted and webhook_id not in arrivals:
             arrivals[webhook_id] = at
-    e2e = [arrivals[i] - accepted[i][0] for i in arrivals]
-    slowest = _slowest_share(arrivals, accepted)
+    e2e_by_id = {i: at - accepted[i][0] for i, at in arrivals.items()}
+    e2e = list(e2e_by_id.values())
+    slowest = _slowest_share(e2e_by_id, arrivals, accepted)
     # Per delivery (sent, 202, arrival; time.monotonic()), to line up with other samples.
     (sent_file.parent / "arrivals.json").write_text(
         json.dumps([[*accepted[i][:2], at] for i, at in arrivals.items()])
@@ -209,7 +213,6 @@ async def hang_rounds(args: argparse.Namespace) -> dict[str, Any]:
         ],
         "hang_goal": {
             "factor": round(factor, 2),
-            "factors": [round(f, 2) for _, _, f in pairs],
             "goal_factor": GOAL_HANG_FACTOR,
             "pass": factor <= GOAL_HANG_FACTOR
             and all(x["missing_after_drain"] == 0 for _, x, _ in pairs),
@@ -251,7 +254,9 @@ def main() -> None:
     args = parser.parse_args()
     result = asyncio.run(run(args))
     path = write_result(args.name, result)
-    summary = {k: v for k, v in result.items() if k in ("e2e_goal", "hang_goal") or k == "params"}
+    summary = {
+        k: v for k, v in result.items() if k in ("e2e_goal", "hang_goal", "hang_rounds", "params")
+    }
     for key in ("e2e", "hang_baseline", "hang_with_hanging"):
         if key in result:
             summary[key] = {

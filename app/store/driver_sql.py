@@ -146,9 +146,7 @@ class HeldConnections:
             for name, value in self._settings.items():
                 await driver.execute(f"SET {name} = {value}")
         except BaseException:
-            with contextlib.suppress(Exception):
-                await conn.invalidate()
-                await conn.close()
+            await _discard(conn)
             raise
         return _Held(conn, driver)
 
@@ -170,9 +168,7 @@ class HeldConnections:
 
     async def _drop(self, held: _Held) -> None:
         self._opened -= 1
-        with contextlib.suppress(Exception):
-            await held.conn.invalidate()
-            await held.conn.close()
+        await _discard(held.conn)
 
     def _hand(self, held: _Held | None) -> None:
         """To the first waiter (None: room to open a connection), or back to the free list."""
@@ -183,6 +179,13 @@ class HeldConnections:
                 return
         if held is not None:
             self._free.append(held)
+
+
+async def _discard(conn: AsyncConnection) -> None:
+    """Close a connection whose state is unknown, not back into the pool."""
+    with contextlib.suppress(Exception):
+        await conn.invalidate()
+        await conn.close()
 
 
 def _statement_refused(held: _Held, error: BaseException) -> bool:
