@@ -35,7 +35,7 @@ from app.metrics import (
     SUBSCRIPTIONS_DISABLED,
     THROTTLED,
 )
-from app.security.secret_box import SecretBox
+from app.security.secret_box import SecretBox, SecretUnreadable
 from app.settings import Settings
 from app.store.attempt_sql import (
     ATTEMPT_OWN_COLUMNS,
@@ -292,20 +292,9 @@ class AttemptRunner:
         if not admission.admitted:
             THROTTLED.labels(limit=admission.limit or "unknown").inc()
             return Throttled(claim, admission.limit or "unknown", admission.retry_in_ms)
+        started_at = utcnow()
         try:
-            started_at = utcnow()
-            body = claim.payload.encode("utf-8")
-            headers = {
-                **claim.headers,
-                **webhook_headers(
-                    msg_id=claim.event_id,
-                    timestamp=int(time.time()),
-                    body=body,
-                    secrets=self._signing_secrets(claim, started_at),
-                    user_agent=USER_AGENT,
-                ),
-            }
-            result = await self.client.post(claim.url, body, headers, timeout_s=timeout_s)
+            result = await self._send(claim, started_at, timeout_s)
         finally:
             self.slots.release(claim.subscription_id, token)
         decision = decide(
@@ -321,6 +310,47 @@ class AttemptRunner:
         _attempts_counter("succeeded" if succeeded else "failed", _status_class(result)).inc()
         ATTEMPT_DURATION.observe(result.duration_ms / 1000)
         return Sent(claim, started_at, result, decision)
+
+    async def _send(self, claim: Claimed, started_at: datetime, timeout_s: float) -> PostResult:
+        """Sign and POST; whatever goes wrong on the way is this attempt's error.
+
+        Raised instead, it would leave the delivery leased with no attempt recorded, to be
+        claimed again by the sweeper and fail the same way for ever.
+        """
+        clock = time.monotonic()
+        try:
+            body = claim.payload.encode("utf-8")
+            headers = {
+                **claim.headers,
+                **webhook_headers(
+                    msg_id=claim.event_id,
+                    timestamp=int(time.time()),
+                    body=body,
+                    secrets=self._signing_secrets(claim, started_at),
+                    user_agent=USER_AGENT,
+                ),
+            }
+            return await self.client.post(claim.url, body, headers, timeout_s=timeout_s)
+        except Exception as exc:
+            # SecretUnreadable's own text names no secret; any other text might quote the
+            # URL or a header value, so only the exception's type is kept.
+            why = str(exc) if isinstance(exc, SecretUnreadable) else type(exc).__name__
+            logger.warning(
+                "delivery request could not be built",
+                extra={
+                    "delivery_id": claim.delivery_id,
+                    "attempt": claim.attempt,
+                    "error": type(exc).__name__,
+                },
+            )
+            return PostResult(
+                status_code=None,
+                body_head=None,
+                retry_after=None,
+                error="request_error",
+                error_detail=f"the request could not be built ({why})",
+                duration_ms=round((time.monotonic() - clock) * 1000),
+            )
 
     async def _record_batch(self, outcomes: list[Sent | Throttled]) -> list[Recorded]:
         """One statement (or transaction) for every attempt that finished at about the same

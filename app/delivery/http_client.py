@@ -212,7 +212,8 @@ class WebhookClient:
     async def post(
         self, url: str, body: bytes, headers: Mapping[str, str], *, timeout_s: float
     ) -> PostResult:
-        """POST body to url; network problems come back as PostResult.error, never as exceptions."""
+        """POST body to url; whatever keeps it from being answered comes back as
+        PostResult.error (a request that cannot be built too), never as an exception."""
         if timeout_s <= 0:
             # aiohttp reads a zero total timeout as "no timeout": a bug here must not hang a worker.
             raise ValueError("timeout_s must be positive")
@@ -252,14 +253,14 @@ class WebhookClient:
         host = target.raw_host or ""
         where = f"{host}:{target.port}"
 
-        request_headers = CIMultiDict(headers)
-        # Without it aiohttp advertises gzip/deflate, and with auto_decompress off the recorded
-        # body head would be compressed bytes.
-        request_headers.setdefault("Accept-Encoding", "identity")
         timeout = aiohttp.ClientTimeout(
             total=timeout_s, sock_connect=min(CONNECT_TIMEOUT_S, timeout_s)
         )
         try:
+            request_headers = CIMultiDict(headers)
+            # Without it aiohttp advertises gzip/deflate, and with auto_decompress off the
+            # recorded body head would be compressed bytes.
+            request_headers.setdefault("Accept-Encoding", "identity")
             async with session.post(
                 target,
                 data=body,
@@ -275,10 +276,7 @@ class WebhookClient:
                     response.close()
                 return response.status, head, retry_after, None, head_problem
         except Exception as exc:
-            error, detail = _classify(exc, host, where, timeout_s)
-            if error is None:
-                raise
-            return None, None, None, error, detail
+            return None, None, None, *_classify(exc, host, where, timeout_s)
 
 
 async def _read_body_head(
@@ -301,8 +299,8 @@ async def _read_body_head(
     return head.decode("utf-8", errors="replace").replace("\x00", "\ufffd"), problem
 
 
-def _classify(exc: Exception, host: str, where: str, timeout_s: float) -> tuple[str | None, str]:
-    """(error, detail) for a failed POST; error None means "not a network problem, re-raise".
+def _classify(exc: Exception, host: str, where: str, timeout_s: float) -> tuple[str, str]:
+    """(error, detail) for a failed POST, whatever failed.
 
     Details are built from parts, never str(exc): aiohttp puts the full URL (which may carry
     tokens) into several exception messages.
@@ -332,7 +330,14 @@ def _classify(exc: Exception, host: str, where: str, timeout_s: float) -> tuple[
         return "connection_error", f"invalid HTTP response from {where}: {exc.message}"
     if isinstance(exc, aiohttp.ClientError | OSError):
         return "connection_error", f"{type(exc).__name__} talking to {where}"
-    return None, ""
+    # Anything else means the request could not even be written, e.g. aiohttp refusing a
+    # header value with a control character: raised, it would fail the attempt again at
+    # every retry without ever recording one. The exception's text stays out: it may quote
+    # a header value.
+    return "request_error", (
+        f"the request to {where} could not be built ({type(exc).__name__}); "
+        "check the subscription's url and headers"
+    )
 
 
 def _os_reason(error: OSError) -> str:

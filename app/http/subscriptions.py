@@ -31,6 +31,7 @@ from contracts.api import (
 )
 from contracts.canonical import EventSource, PingData
 from contracts.event_types import pattern_problem
+from contracts.http_syntax import header_name_problem, header_value_problem, url_text_problem
 
 # Headers we set ourselves, or that would break the request if a partner overrode them.
 _RESERVED_HEADERS = frozenset(
@@ -47,7 +48,6 @@ _RESERVED_HEADERS = frozenset(
         "webhook-signature",
     }
 )
-_HEADER_NAME_CHARS = frozenset("!#$%&'*+-.^_`|~0123456789abcdefghijklmnopqrstuvwxyz")
 
 SubscriptionId = Annotated[
     str, PathParameter(description="Subscription id (sub_...)", max_length=40)
@@ -56,6 +56,9 @@ SubscriptionId = Annotated[
 
 async def _checked_url(resources: Resources, url: str) -> str:
     settings = resources.settings
+    # Surrounding whitespace is trimmed (vet_webhook_url); inside the URL it is refused.
+    if problem := url_text_problem(url.strip()):
+        raise invalid_field("url", problem)
     try:
         return await vet_webhook_url(
             url, policy=resources.address_policy, allow_http=settings.allow_http
@@ -77,14 +80,22 @@ def _check_event_types(patterns: list[str]) -> list[str]:
 
 def _check_headers(headers: dict[str, str]) -> dict[str, str]:
     errors: list[FieldError] = []
+    seen: dict[str, str] = {}
     for name, value in headers.items():
         field = f"headers.{name}"
-        if not name or not set(name.lower()) <= _HEADER_NAME_CHARS:
-            errors.append(FieldError(field=field, message="not a valid header name"))
-        elif name.lower() in _RESERVED_HEADERS:
-            errors.append(FieldError(field=field, message="set by the gateway; cannot override"))
-        elif any(c in value for c in "\r\n\0"):
-            errors.append(FieldError(field=field, message="value must not contain line breaks"))
+        problem = header_name_problem(name)
+        if problem is None:
+            lowered = name.lower()
+            if lowered in _RESERVED_HEADERS:
+                problem = "set by the gateway; cannot override"
+            elif lowered in seen:
+                # Names are case-insensitive: both would be sent, as one header with two values.
+                problem = f"same header as {seen[lowered]!r} (names are case-insensitive)"
+            else:
+                seen[lowered] = name
+                problem = header_value_problem(value)
+        if problem is not None:
+            errors.append(FieldError(field=field, message=problem, source="body"))
     if errors:
         raise ApiError(422, "; ".join(f"{e.field}: {e.message}" for e in errors), errors=errors)
     return headers

@@ -128,6 +128,52 @@ async def test_patch_with_a_private_url_changes_nothing(
     assert current["description"] is None
 
 
+async def test_headers_http_allows_are_accepted_as_given(
+    client: Client, auth: dict[str, str]
+) -> None:
+    headers = {
+        "Authorization": "Bearer a.b.c",
+        "X-Spaced": "two words\tand a tab",
+        "X-Empty": "",
+        "!#$%&'*+-.^_`|~09azAZ": "~!@#$%^&*()_+{}|:<>?",
+    }
+    created = await create(client, auth, headers=headers)
+    assert created["headers"] == headers
+
+
+@pytest.mark.parametrize(
+    ("change", "field"),
+    [
+        ({"headers": {"X-A": "a\u0001b"}}, "headers.X-A"),
+        ({"headers": {"X-\u212a": "v"}}, "headers.X-\u212a"),
+        ({"url": "https://93.184.216.34/hook?token=a b"}, "url"),
+    ],
+)
+async def test_patch_with_headers_or_url_http_cannot_carry_changes_nothing(
+    client: Client, auth: dict[str, str], change: dict[str, Any], field: str
+) -> None:
+    created = await create(client, auth, headers={"X-Kept": "yes"})
+    response = await client.patch(
+        f"/v1/subscriptions/{created['id']}", json={**change, "description": "x"}, headers=auth
+    )
+    assert response.status_code == 422, response.text
+    assert response.headers["content-type"].startswith("application/problem+json")
+    assert [e["field"] for e in response.json()["errors"]] == [field]
+    current = (await client.get(f"/v1/subscriptions/{created['id']}", headers=auth)).json()
+    assert current["headers"] == {"X-Kept": "yes"}
+    assert current["url"] == PUBLIC_URL
+    assert current["description"] is None
+
+
+def test_refusals_name_the_character_never_the_value() -> None:
+    from contracts.http_syntax import header_value_problem
+
+    problem = header_value_problem("Bearer s3cr3t\u0001")
+    assert problem is not None
+    assert "U+0001" in problem
+    assert "s3cr3t" not in problem
+
+
 async def _add_pending_delivery(engine: AsyncEngine, tenant_id: str, subscription_id: str) -> str:
     now = utcnow()
     event_id, delivery_id = new_id("evt"), new_id("dlv")
@@ -323,6 +369,37 @@ async def test_another_tenants_subscription_answers_404_for_everything(
             "headers.X-A",
         ),
         ({"url": PUBLIC_URL, "event_types": ["*"], "source_ids": ["src_nope"]}, "source_ids"),
+        *[
+            ({"url": PUBLIC_URL, "event_types": ["*"], "headers": headers}, field)
+            for headers, field in [
+                ({"X-A": "a\u0001b"}, "headers.X-A"),
+                ({"X-A": "a\u007fb"}, "headers.X-A"),
+                ({"X-A": "a\u0000b"}, "headers.X-A"),
+                # U+212A KELVIN SIGN lowercases to an ASCII "k", yet HTTP cannot carry it.
+                ({"X-\u212a": "v"}, "headers.X-\u212a"),
+                ({"X:A": "v"}, "headers.X:A"),
+                ({"": "v"}, "headers."),
+                ({"X-A": "caf\u00e9"}, "headers.X-A"),
+                ({"X-A": "\u20ac"}, "headers.X-A"),
+                ({"X-A": " padded"}, "headers.X-A"),
+                ({"X-A": "padded\t"}, "headers.X-A"),
+                ({"X-A": "1", "x-a": "2"}, "headers.x-a"),
+                ({"Webhook-Signature": "v1,forged"}, "headers.Webhook-Signature"),
+            ]
+        ],
+        *[
+            ({"url": url, "event_types": ["*"]}, "url")
+            for url in [
+                "https://93.184.216.34/web hooks",
+                "https://93.184.216.34/hook?token=a b",
+                "https://93.184.216.34/hook\tx",
+                "https://93.184.216.34/hook\nx",
+                "https://93.184.216.34/hook\u0001",
+                "https://93.184.216.34/hook?q=a\u00a0b",
+                "https://93.184.216.34\u0001/hook",
+                "https://exa mple.com/hook",
+            ]
+        ],
         ({"url": "ftp://93.184.216.34/", "event_types": ["*"]}, "url"),
         ({"url": "http://93.184.216.34/", "event_types": ["*"]}, "url"),
         ({"url": "https://user:pw@93.184.216.34/", "event_types": ["*"]}, "url"),
