@@ -14,12 +14,14 @@ from collections.abc import Callable
 from typing import Any
 
 import jwt
+import msgspec
 import pytest
 from litestar import Litestar
 from litestar.testing import AsyncTestClient
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from app.delivery.signing import webhook_headers
+from app.http.problems import is_decoding_recursion
 from contracts.canonical import EXAMPLES
 from tests.conftest import HS_KID, HS_SECRET
 from tests.integration.test_ingest_api import (
@@ -335,3 +337,24 @@ async def test_a_signed_token_with_an_absurd_time_claim_is_401(
     for _ in range(2):  # the second request would come from the verified-token cache
         response = await client.get("/v1/events", headers={"Authorization": f"Bearer {token}"})
         assert_problem(response, 401)
+
+
+def test_only_a_decoder_running_out_of_depth_counts_as_the_clients_fault() -> None:
+    """Any other RecursionError is a defect of the gateway and stays a logged 500."""
+    for decode in (msgspec.json.decode, json.loads):
+        with pytest.raises(RecursionError) as decoding:
+            decode(nested_arrays(30_000))
+        assert is_decoding_recursion(decoding.value)
+    deep: list[Any] = []
+    for _ in range(30_000):
+        deep = [deep]
+    with pytest.raises(RecursionError) as encoding:
+        msgspec.json.encode(deep)
+    assert not is_decoding_recursion(encoding.value)
+
+    def endless(n: int) -> int:
+        return endless(n + 1)
+
+    with pytest.raises(RecursionError) as ours:
+        endless(0)
+    assert not is_decoding_recursion(ours.value)
