@@ -12,7 +12,12 @@ from litestar import Controller, Request, Response, post, route
 from litestar.params import PathParameter
 
 from app.delivery.fanout import enqueue_published
-from app.http.problems import ApiError, problem_response
+from app.http.problems import (
+    NESTED_TOO_DEEPLY,
+    ApiError,
+    is_decoding_recursion,
+    problem_response,
+)
 from app.http.resources import Resources, resources_of
 from app.ingest import provider_auth
 from app.ingest.filing import file_events
@@ -24,6 +29,11 @@ from contracts.providers.base import NormalizedEvent, PayloadRejected
 logger = logging.getLogger(__name__)
 SourceId = Annotated[str, PathParameter(max_length=40)]
 Normalizer = Callable[[bytes], list[NormalizedEvent]]
+# Providers whose events reach the gateway another way; a POST here is a misconfiguration.
+_NO_WEBHOOKS: Mapping[str, str] = {
+    "moka": "their sales are polled from Moka's API by the gateway",
+    "qasir": "their sales are imported from export files (POST /v1/sources/{id}/imports)",
+}
 
 
 class Acknowledged(msgspec.Struct, kw_only=True):
@@ -61,6 +71,12 @@ async def _accept(
     except PayloadRejected as exc:
         # Stored nowhere; counted, so an operator sees a provider changing its format.
         raise _rejected(source, "unparseable", f"payload not understood: {exc}", 422) from None
+    except RecursionError as exc:
+        if not is_decoding_recursion(exc):
+            raise
+        raise _rejected(
+            source, "unparseable", f"payload not understood: {NESTED_TOO_DEEPLY}", 422
+        ) from None
     for event in events:
         if event.unknown_status:
             INBOUND_UNKNOWN_STATUS.labels(provider=source.provider).inc()
@@ -109,6 +125,12 @@ class IngestController(Controller):
     ) -> Acknowledged:
         resources = resources_of(request.app.state)
         source = await _source(resources, source_id, None)
+        if source.provider in _NO_WEBHOOKS:
+            raise ApiError(
+                409,
+                f"{source.provider} sources take no webhooks: {_NO_WEBHOOKS[source.provider]}",
+                slug="conflict",
+            )
         if source.provider == "grabfood":
             return await _grab_call(request, source_id, grabfood.normalize_submit_order)
         raw = await request.body()
@@ -129,7 +151,7 @@ class IngestController(Controller):
             ):
                 raise _rejected(source, "bad_signature", "Authorization signature mismatch", 401)
             normalize = shopeefood.normalize_shopeefood
-        else:
+        else:  # custom_pos
             problem = provider_auth.custom_pos_signature_problem(
                 credentials["secret"], headers, raw
             )
@@ -163,7 +185,9 @@ class IngestController(Controller):
                 decoded = msgspec.json.decode(raw) if raw else {}
                 if isinstance(decoded, dict):
                     fields = {str(k): str(v) for k, v in decoded.items()}
-        except (UnicodeDecodeError, msgspec.DecodeError):
+        except (UnicodeDecodeError, msgspec.DecodeError, RecursionError):
+            # Unreadable (RecursionError: nested too deep to decode): no grant_type, so
+            # RFC 6749's error answers it, before any credential is looked at.
             fields = {}
         if fields.get("grant_type") != "client_credentials":
             return _oauth_error(

@@ -173,6 +173,26 @@ def _store_unavailable(request: Request[Any, Any, Any], exc: Exception) -> Respo
     )
 
 
+NESTED_TOO_DEEPLY = "its JSON nests deeper than the gateway reads"
+
+
+def is_decoding_recursion(exc: BaseException) -> bool:
+    """Whether a RecursionError came from decoding JSON (msgspec or the json module).
+
+    Decoders recurse once per nesting level, so a body of a few hundred brackets exhausts
+    the interpreter's limit before any type check can refuse it; msgspec does not report
+    that as a DecodeError.
+    """
+    message = str(exc)
+    return isinstance(exc, RecursionError) and ("deserializ" in message or "decoding" in message)
+
+
+def _recursion(request: Request[Any, Any, Any], exc: RecursionError) -> Response[Problem]:
+    if is_decoding_recursion(exc):
+        return problem_response(request, 422, f"request body refused: {NESTED_TOO_DEEPLY}")
+    return _unexpected(request, exc)
+
+
 def _unexpected(request: Request[Any, Any, Any], exc: Exception) -> Response[Problem]:
     logger.exception("unhandled error", extra={"path": request.url.path})
     return problem_response(request, 500, "internal error; the request id identifies it in logs")
@@ -188,6 +208,9 @@ EXCEPTION_HANDLERS: ExceptionHandlersMap = {
     # The same failures on the driver's own connections (app.store.driver_sql).
     asyncpg.InterfaceError: _store_unavailable,
     asyncpg.PostgresConnectionError: _store_unavailable,
+    # Wherever a body is decoded (Litestar's data parameters, the publish decoder, provider
+    # adapters), too deep a nesting is the client's invalid body, not a server fault.
+    RecursionError: _recursion,
     Exception: _unexpected,
 }
 

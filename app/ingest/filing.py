@@ -64,7 +64,7 @@ async def _file_once(
     filed = Filed()
     async with engine.begin() as conn:
         for event in events:
-            existing = await find_event_by_dedupe_key(conn, source.tenant_id, event.dedupe_key)
+            existing = await find_event_by_dedupe_key(conn, source.id, event.dedupe_key)
             if existing is not None:
                 filed.duplicate_ids.append(existing)
                 continue

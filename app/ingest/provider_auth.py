@@ -19,10 +19,19 @@ def _hex_hmac(key: str, message: bytes) -> str:
     return hmac.new(key.encode("utf-8"), message, hashlib.sha256).hexdigest()
 
 
+def _same(given: str, expected: str) -> bool:
+    """Constant-time equality of two header-borne strings, compared as bytes.
+
+    hmac.compare_digest refuses str with non-ASCII characters (TypeError), and a header may
+    carry any Latin-1 byte; as UTF-8 bytes such a value simply does not match.
+    """
+    return hmac.compare_digest(given.encode("utf-8"), expected.encode("utf-8"))
+
+
 def gofood_signature_ok(notification_secret: str, headers: Mapping[str, str], raw: bytes) -> bool:
     """X-Go-Signature: hex HMAC-SHA256 of the raw body bytes as received."""
     given = headers.get("x-go-signature", "").strip().lower()
-    return bool(given) and hmac.compare_digest(given, _hex_hmac(notification_secret, raw))
+    return bool(given) and _same(given, _hex_hmac(notification_secret, raw))
 
 
 def shopeefood_signature_ok(
@@ -32,7 +41,7 @@ def shopeefood_signature_ok(
     marketplace platform signs; ShopeeFood publishes no partner documentation."""
     del url  # already inside `base`; kept in the signature for the call sites' clarity
     given = headers.get("authorization", "").strip().lower()
-    return bool(given) and hmac.compare_digest(given, _hex_hmac(partner_key, base))
+    return bool(given) and _same(given, _hex_hmac(partner_key, base))
 
 
 def custom_pos_signature_problem(
@@ -47,8 +56,8 @@ def custom_pos_signature_problem(
 
 
 def grab_client_ok(credentials: Mapping[str, str], client_id: str, client_secret: str) -> bool:
-    id_ok = hmac.compare_digest(client_id.encode(), credentials["client_id"].encode())
-    secret_ok = hmac.compare_digest(client_secret.encode(), credentials["client_secret"].encode())
+    id_ok = _same(client_id, credentials["client_id"])
+    secret_ok = _same(client_secret, credentials["client_secret"])
     return id_ok and secret_ok
 
 

@@ -60,6 +60,10 @@ _VERIFIED_CACHE_S: Final = 30.0
 _VERIFIED_CACHE_MAX: Final = 10_000
 
 _REQUIRED_CLAIMS: Final = ("exp", "iss", "aud", "sub")
+# NumericDate claims outside 1970..9999 name no instant a clock can hold: PyJWT compares
+# even a 500-digit integer happily, but it cannot become a float or a datetime.
+_TIME_CLAIMS: Final = ("exp", "iat", "nbf")
+_LATEST_NUMERIC_DATE: Final = 253_402_300_799  # 9999-12-31T23:59:59Z
 
 _VerificationKey: TypeAlias = (
     bytes | rsa.RSAPublicKey | ec.EllipticCurvePublicKey | ed25519.Ed25519PublicKey
@@ -551,6 +555,17 @@ class TokenVerifier:
 
     @staticmethod
     def _to_verified(claims: dict[str, Any]) -> VerifiedToken:
+        for name in _TIME_CLAIMS:
+            value = claims.get(name)
+            if value is None:
+                continue
+            # bool is an int to Python but no NumericDate; NaN fails both comparisons.
+            if (
+                isinstance(value, bool)
+                or not isinstance(value, int | float)
+                or not 0 <= value <= _LATEST_NUMERIC_DATE
+            ):
+                raise TokenRejected(f"invalid claim: {name}")
         subject = claims.get("sub")
         # PyJWT's `require` only checks for None, so an empty subject would slip through.
         if not isinstance(subject, str) or not subject:

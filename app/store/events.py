@@ -235,9 +235,10 @@ async def count_deliveries(conn: AsyncConnection, event_id: str) -> int:
 
 
 async def find_event_by_dedupe_key(
-    conn: AsyncConnection, tenant_id: str, dedupe_key: str
+    conn: AsyncConnection, source_id: str, dedupe_key: str
 ) -> str | None:
+    """The event this source already filed under `dedupe_key`, if any (keys are per source)."""
     query = sa.select(events.c.id).where(
-        events.c.tenant_id == tenant_id, events.c.dedupe_key == dedupe_key
+        events.c.source_id == source_id, events.c.dedupe_key == dedupe_key
     )
     return (await conn.execute(query)).scalar_one_or_none()

@@ -121,6 +121,8 @@ sources = sa.Table(
     sa.Index("ix_sources_tenant_id_id", "tenant_id", "id"),
 )
 
+HAS_DEDUPE_KEY = sa.text("dedupe_key IS NOT NULL")
+
 events = sa.Table(
     "events",
     metadata,
@@ -131,7 +133,9 @@ events = sa.Table(
     sa.Column("provider", sa.String(32), nullable=True),
     sa.Column("occurred_at", UTCDateTime(), nullable=False),
     sa.Column("received_at", UTCDateTime(), nullable=False),
-    # Provider redelivery dedupe: same (tenant, dedupe_key) is one event.
+    # Provider redelivery dedupe: same (source, dedupe_key) is one event. Per source, not per
+    # tenant: providers number their events per account (a POS its webhook-ids, a store its
+    # receipts), so two sources of one tenant may reuse a key for different events.
     sa.Column("dedupe_key", sa.String(300), nullable=True),
     sa.Column("aggregate_key", sa.String(300), nullable=True),
     sa.Column("sequence", sa.BigInteger(), nullable=True),
@@ -142,7 +146,15 @@ events = sa.Table(
     sa.Index("ix_events_tenant_id_type_id", "tenant_id", "type", "id"),
     sa.Index("ix_events_tenant_id_source_id_id", "tenant_id", "source_id", "id"),
     sa.Index("ix_events_received_at", "received_at"),
-    sa.UniqueConstraint("tenant_id", "dedupe_key", name="uq_events_tenant_id_dedupe_key"),
+    # Partial: events published through the API have no dedupe key and need no entry here.
+    sa.Index(
+        "uq_events_source_id_dedupe_key",
+        "source_id",
+        "dedupe_key",
+        unique=True,
+        postgresql_where=HAS_DEDUPE_KEY,
+        sqlite_where=HAS_DEDUPE_KEY,
+    ),
 )
 
 deliveries = sa.Table(
