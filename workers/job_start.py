@@ -136,5 +136,5 @@ class DeliveryWorker(Worker):
             self.redis_outage.noticed(exc)
         if self.on_shutdown:
             await self.on_shutdown(self.ctx)
-        await self.pool.close(close_connection_pool=True)
+        await self.pool.aclose(close_connection_pool=True)
         self._pool = None
