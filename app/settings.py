@@ -15,6 +15,10 @@ from app.security.ssrf import IPNetwork, parse_allow_cidrs
 PREFIX = "GATEWAY_"
 DEFAULT_VAR_DIR = Path("var")
 DEFAULT_RETRY_SCHEDULE = (5.0, 300.0, 1800.0, 7200.0, 18000.0, 36000.0, 36000.0)
+# How long a process may go on accepting a disabled tenant's tokens: an operator who
+# disables a tenant expects its tokens to stop at once, so never more than a second.
+DEFAULT_TENANT_CACHE_S = 0.5
+MAX_TENANT_CACHE_S = 1.0
 
 LogFormat = Literal["json", "console"]
 T = TypeVar("T")
@@ -47,7 +51,7 @@ class Settings:
     disable_after_s: int = 5 * 86400
     retention_days: int = 30
     public_url: str | None = None
-    tenant_cache_s: float = 5.0
+    tenant_cache_s: float = DEFAULT_TENANT_CACHE_S
     moka_api_url: str = "https://api.mokapos.com"
     moka_client_id: str | None = None
     moka_client_secret: str | None = None
@@ -95,7 +99,9 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         disable_after_s=env.get("DISABLE_AFTER", parse_duration_s, 5 * 86400),
         retention_days=env.get("RETENTION_DAYS", _int_between(1, 3650), 30),
         public_url=env.get("PUBLIC_URL", _http_url, None),
-        tenant_cache_s=env.get("TENANT_CACHE_S", _float_between(0.0, 300.0), 5.0),
+        tenant_cache_s=env.get(
+            "TENANT_CACHE_S", _float_between(0.0, MAX_TENANT_CACHE_S), DEFAULT_TENANT_CACHE_S
+        ),
         moka_api_url=env.get("MOKA_API_URL", _http_url, "https://api.mokapos.com"),
         moka_client_id=env.get("MOKA_CLIENT_ID", _non_empty, None),
         moka_client_secret=env.get("MOKA_CLIENT_SECRET", _non_empty, None),

@@ -7,15 +7,24 @@ start paid for about three tries (3.1 WATCH per started job in the delivery benc
 tenth of a worker's CPU. Here one script reads the due jobs and takes, atomically and in
 queue order, as many as the worker has room for that no worker has in progress. The keys
 and what a job sees are arq's own, so these workers and plain arq ones can share a queue.
+
+arq's worker exits at the first Redis error out of its poll loop (and cannot start while
+Redis is down); this one waits for Redis with backoff and carries on (workers.redis_outage).
 """
 
 from __future__ import annotations
 
+import asyncio
+import dataclasses
+import signal
 from typing import Any
 
+from arq.connections import create_pool
 from arq.constants import in_progress_key_prefix
 from arq.utils import timestamp_ms
 from arq.worker import Worker
+
+from workers.redis_outage import REDIS_DOWN, RedisOutage
 
 # KEYS[1]: the queue. ARGV: now (ms), the in-progress lease (ms), how many jobs to take,
 # the in-progress key prefix, how many due jobs to look at. Returns (job id, score) pairs.
@@ -44,14 +53,47 @@ class DeliveryWorker(Worker):
 
     _take_jobs: Any = None
 
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.redis_outage = RedisOutage()
+
+    async def main(self) -> None:
+        while self._pool is None and self.redis_settings is not None:
+            try:
+                # No retries of arq's own (each logged): the outage logs once and paces them.
+                self._pool = await create_pool(
+                    dataclasses.replace(self.redis_settings, conn_retries=0),
+                    job_serializer=self.job_serializer,
+                    job_deserializer=self.job_deserializer,
+                    default_queue_name=self.queue_name,
+                    expires_extra_ms=self.expires_extra_ms,
+                )
+            except REDIS_DOWN as exc:
+                await self.redis_outage.wait(exc)
+        self.redis_outage.recovered()
+        await super().main()
+
     async def _poll_iteration(self) -> None:
+        try:
+            await self._poll_once()
+        except REDIS_DOWN as exc:
+            await self.redis_outage.wait(exc)
+        else:
+            self.redis_outage.recovered()
+
+    async def _poll_once(self) -> None:
         if self.burst:
             await super()._poll_iteration()  # arq's own count of burst jobs
             return
         for job_id, task in list(self.tasks.items()):
             if task.done():
                 del self.tasks[job_id]
-                task.result()  # errors in run_job surface here, as in arq
+                try:
+                    task.result()  # errors in run_job surface here, as in arq
+                except REDIS_DOWN as exc:
+                    # arq could not record the job's end in Redis. Its attempts are
+                    # recorded in SQL, and what it left due the sweeper enqueues again.
+                    self.redis_outage.noticed(exc)
         room = self.max_jobs - self.job_counter
         if self.allow_pick_jobs and room > 0:
             await self._take(room)
@@ -80,3 +122,19 @@ class DeliveryWorker(Worker):
             task = self.loop.create_task(self.run_job(job_id, score))
             task.add_done_callback(lambda _: self._release_sem_dec_counter_on_complete())
             self.tasks[job_id] = task
+
+    async def close(self) -> None:
+        """arq's close, except that Redis being away does not skip the shutdown hook."""
+        if not self._handle_signals:
+            self.handle_sig(signal.SIGUSR1)
+        if self._pool is None:
+            return
+        await asyncio.gather(*self.tasks.values(), return_exceptions=True)
+        try:
+            await self.pool.delete(self.health_check_key)
+        except REDIS_DOWN as exc:
+            self.redis_outage.noticed(exc)
+        if self.on_shutdown:
+            await self.on_shutdown(self.ctx)
+        await self.pool.aclose(close_connection_pool=True)
+        self._pool = None

@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import logging
+from collections.abc import Awaitable, Sequence
 from datetime import datetime
 
 from arq.connections import ArqRedis
+from redis.exceptions import RedisError
+
+logger = logging.getLogger(__name__)
 
 DELIVER_JOB = "deliver_attempts"
 # First attempts are enqueued in jobs of up to this many: arq's per-job cost (several Redis
@@ -43,3 +47,19 @@ async def enqueue_attempt(
         _job_id=job_id or attempt_job_id(delivery_id, attempt),
         _defer_until=defer_until,
     )
+
+
+async def enqueue_after_commit(enqueue: Awaitable[None], *, what: str) -> None:
+    """Queue work already committed to SQL; should Redis be unreachable, leave it to the sweeper.
+
+    The committed rows are the work (due deliveries, a running replay); the job only starts
+    it sooner. Failing the request would tell the client nothing was done when it was, and
+    invite a second copy, so the request succeeds and the sweeper finds the rows due.
+    """
+    try:
+        await enqueue
+    except (RedisError, OSError) as exc:
+        logger.warning(
+            "enqueue failed; the sweeper will pick the work up",
+            extra={"work": what, "error": type(exc).__name__},
+        )

@@ -19,7 +19,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from app.clock import utcnow
 from app.delivery.fanout import Published
-from app.delivery.jobs import enqueue_attempt
+from app.delivery.jobs import enqueue_after_commit, enqueue_attempt
 from app.ids import id_floor, new_id
 from app.store.audit import record_audit
 from app.store.events import (
@@ -102,8 +102,11 @@ async def retry_delivery(
             details={"attempt": attempt},
         )
     # A distinct job id: an earlier job for this attempt number may still sit in the queue.
-    await enqueue_attempt(
-        queue, delivery_id, attempt, job_id=f"{delivery_id}:{attempt}:r{time.time_ns()}"
+    await enqueue_after_commit(
+        enqueue_attempt(
+            queue, delivery_id, attempt, job_id=f"{delivery_id}:{attempt}:r{time.time_ns()}"
+        ),
+        what="retry",
     )
     return Retried(delivery_id=delivery_id, attempt=attempt)
 
@@ -157,9 +160,13 @@ async def replay_event(
         payload=event.payload,
     )
     # Fresh job ids: the event's original fan-out jobs may still be queued under theirs.
+    await enqueue_after_commit(_enqueue_replayed(queue, delivery_ids, replay_tag), what="replay")
+    return published
+
+
+async def _enqueue_replayed(queue: ArqRedis, delivery_ids: Sequence[str], replay_tag: str) -> None:
     for delivery_id in delivery_ids:
         await enqueue_attempt(queue, delivery_id, 1, job_id=f"{delivery_id}:1:{replay_tag}")
-    return published
 
 
 async def start_recover(
@@ -228,6 +235,11 @@ async def start_recover(
 
 
 async def enqueue_recover(queue: ArqRedis, replay_id: str) -> None:
+    """After start_recover's commit; without Redis the sweeper resumes it as a stalled one."""
+    await enqueue_after_commit(_enqueue_recover_job(queue, replay_id), what="recover")
+
+
+async def _enqueue_recover_job(queue: ArqRedis, replay_id: str) -> None:
     await queue.enqueue_job(RECOVER_JOB, replay_id, _job_id=f"{replay_id}:run")
 
 

@@ -2,8 +2,11 @@
 
 Every authenticated request needs to know its tenant is enabled; asking SQL each time costs
 three round trips on the hot path. A disabled tenant is refused within `ttl_s` on every
-process (GATEWAY_TENANT_CACHE_S; 0 asks SQL every time). When an entry runs out under load,
-the requests that find it gone share one lookup instead of each asking SQL.
+process (GATEWAY_TENANT_CACHE_S, at most a second: disabling a tenant is how an operator
+revokes its tokens, and that must take effect now; 0 asks SQL every time). Even at half a
+second the cache keeps SQL to a couple of lookups a second per tenant and process. When an
+entry runs out under load, the requests that find it gone share one lookup instead of each
+asking SQL.
 """
 
 from __future__ import annotations

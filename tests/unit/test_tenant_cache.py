@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import asyncio
 
+import pytest
+
 from app.http.tenant_cache import TenantCache
+from app.settings import SettingsError, load_settings
 
 
 async def test_answers_from_memory_until_the_ttl_runs_out() -> None:
@@ -91,3 +94,14 @@ async def test_a_request_that_gives_up_does_not_fail_the_others_waiting_with_it(
     lookup.answer.set_result(True)
     assert await second
     assert first.cancelled()
+
+
+def test_by_default_a_disabled_tenant_is_refused_within_a_second() -> None:
+    assert 0 < load_settings({}).tenant_cache_s < 1
+    assert load_settings({"GATEWAY_TENANT_CACHE_S": "0"}).tenant_cache_s == 0
+
+
+@pytest.mark.parametrize("raw", ["5", "1.5", "-0.1", "soon"])
+def test_a_cache_that_would_keep_a_disabled_tenant_past_a_second_is_refused(raw: str) -> None:
+    with pytest.raises(SettingsError, match=r"^GATEWAY_TENANT_CACHE_S: "):
+        load_settings({"GATEWAY_TENANT_CACHE_S": raw})
