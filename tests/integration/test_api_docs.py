@@ -115,7 +115,8 @@ def test_viewer_assets_are_package_data() -> None:
 # --- a real browser with every other host out of reach --------------------------------------
 
 
-def _chromium() -> str:
+@pytest.fixture
+def chromium() -> str:
     """The browser's path; skip (or fail, when GATEWAY_TEST_REQUIRE names it) without one."""
     for name in CHROMIUM_NAMES:
         path = shutil.which(name)
@@ -214,9 +215,8 @@ def _render_offline(chromium: str, url: str, profile: Path) -> str:
 
 
 def test_schema_renders_its_operations_without_internet(
-    served_gateway: str, tmp_path: Path
+    chromium: str, served_gateway: str, tmp_path: Path
 ) -> None:
-    chromium = _chromium()
     document = httpx.get(f"{served_gateway}/schema/openapi.json", timeout=10).json()
     tag = document["paths"]["/v1/subscriptions"]["post"]["tags"][0]
     expected = [
