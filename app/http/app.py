@@ -10,12 +10,12 @@ from litestar import Litestar
 from litestar.config.app import AppConfig
 from litestar.middleware import DefineMiddleware
 from litestar.openapi import OpenAPIConfig
-from litestar.openapi.plugins import ScalarRenderPlugin
 from litestar.openapi.spec import Components, SecurityScheme
 from litestar.plugins.prometheus import PrometheusConfig, PrometheusController
 
 from app import __version__
 from app.delivery.publisher import EventPublisher
+from app.http.api_docs import api_reference_assets, api_reference_plugin
 from app.http.auth import BearerAuthMiddleware
 from app.http.deliveries import DeliveryController
 from app.http.events import EventController
@@ -111,6 +111,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
             SourceController,
             IngestController,
             ImportController,
+            api_reference_assets(),
         ],
         lifespan=[lifespan],
         exception_handlers=EXCEPTION_HANDLERS,
@@ -125,7 +126,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
             version=__version__,
             description="Canonical F&B events in, signed webhooks out.",
             path="/schema",
-            render_plugins=[ScalarRenderPlugin()],
+            render_plugins=[api_reference_plugin()],
             components=Components(
                 security_schemes={
                     "bearer": SecurityScheme(type="http", scheme="bearer", bearer_format="JWT")
