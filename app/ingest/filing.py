@@ -24,22 +24,26 @@ class Filed:
 
 
 async def _next_position(
-    conn: AsyncConnection, tenant_id: str, order_key: str, rank: int | None
+    conn: AsyncConnection, source: IngestSource, order_key: str, rank: int | None
 ) -> tuple[int, bool]:
-    """(sequence, stale) for the order's next event, updating its progress row."""
+    """(sequence, stale) for the order's next event, updating its progress row.
+
+    Keyed by source: an order id names one order only within the account that numbered it.
+    """
     now = utcnow()
     row = (
         await conn.execute(
             sa.select(order_progress.c.last_sequence, order_progress.c.max_rank)
-            .where(order_progress.c.tenant_id == tenant_id, order_progress.c.order_key == order_key)
+            .where(order_progress.c.source_id == source.id, order_progress.c.order_key == order_key)
             .with_for_update()
         )
     ).first()
     if row is None:
         await conn.execute(
             order_progress.insert().values(
-                tenant_id=tenant_id,
+                source_id=source.id,
                 order_key=order_key,
+                tenant_id=source.tenant_id,
                 last_sequence=1,
                 max_rank=rank,
                 updated_at=now,
@@ -52,7 +56,7 @@ async def _next_position(
     furthest = max(known) if known else None
     await conn.execute(
         order_progress.update()
-        .where(order_progress.c.tenant_id == tenant_id, order_progress.c.order_key == order_key)
+        .where(order_progress.c.source_id == source.id, order_progress.c.order_key == order_key)
         .values(last_sequence=sequence, max_rank=furthest, updated_at=now)
     )
     return sequence, stale
@@ -72,9 +76,7 @@ async def _file_once(
             stale = False
             if event.order_key is not None:
                 rank = ORDER_STATUS_RANK.get(event.order_status) if event.order_status else None
-                sequence, stale = await _next_position(
-                    conn, source.tenant_id, event.order_key, rank
-                )
+                sequence, stale = await _next_position(conn, source, event.order_key, rank)
             filed.published.append(
                 await write_event(
                     conn,

@@ -246,12 +246,15 @@ attempts = sa.Table(
 )
 
 # Per-order progress of provider events: the next sequence number, and the furthest status
-# reached, so a late status (accepted after delivered) is delivered marked stale.
+# reached, so a late status (accepted after delivered) is delivered marked stale. Per source,
+# not per tenant: providers number orders per account (two outlets' POSes both have an order
+# 1001), so two sources of one tenant may reuse an order id for different orders.
 order_progress = sa.Table(
     "order_progress",
     metadata,
-    sa.Column("tenant_id", sa.String(40), primary_key=True),
+    sa.Column("source_id", sa.String(40), primary_key=True),
     sa.Column("order_key", sa.String(300), primary_key=True),
+    sa.Column("tenant_id", sa.String(40), nullable=False),
     sa.Column("last_sequence", sa.BigInteger(), nullable=False),
     sa.Column("max_rank", sa.Integer(), nullable=True),
     sa.Column("updated_at", UTCDateTime(), nullable=False),
