@@ -25,6 +25,12 @@ from app.store.tenants import create_tenant, find_tenant_by_name
 DEMO_TENANT = "demo"
 DEV_KID = "dev"
 READY_TIMEOUT_S = 60
+# Local mode: a receiver on this machine (`pwbi-gateway listen`, a local dev server) can be
+# subscribed. `serve` keeps the production rule (public https URLs only).
+LOCAL_MODE = {
+    "GATEWAY_SSRF_ALLOW_CIDRS": "127.0.0.0/8,::1/128",
+    "GATEWAY_ALLOW_HTTP": "true",
+}
 
 
 def _dev_jwt_secret(var_dir: Path) -> str:
@@ -85,6 +91,9 @@ def run_everything(settings: Settings) -> int:
     if not settings.has_jwt_keys:
         env["GATEWAY_JWT_SECRETS"] = f"{DEV_KID}={_dev_jwt_secret(var_dir)}"
     env.setdefault("GATEWAY_LOG_FORMAT", "console")
+    for name, value in LOCAL_MODE.items():
+        if not env.get(name, "").strip():
+            env[name] = value
 
     print(f"migrating {settings.database_url.split('@')[-1]}", flush=True)
     upgrade_to_head(settings.database_url)
@@ -136,6 +145,10 @@ def run_everything(settings: Settings) -> int:
             f"demo tenant: {tenant_id}\n"
             f"demo token (all scopes, 30 days):\n\n"
             f"export TOKEN={token}\n\n"
+            "local mode: webhooks may go to loopback and plain-http receivers\n"
+            f"  (GATEWAY_SSRF_ALLOW_CIDRS={env['GATEWAY_SSRF_ALLOW_CIDRS']}"
+            f" GATEWAY_ALLOW_HTTP={env['GATEWAY_ALLOW_HTTP']}; `serve` allows neither)\n"
+            "your first webhook: .venv/bin/pwbi-gateway listen  (another shell, TOKEN set)\n\n"
             "Ctrl-C stops everything.",
             flush=True,
         )
