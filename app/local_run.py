@@ -16,8 +16,9 @@ import httpx
 
 from app.child_process import stop_with_parent
 from app.embedded_redis import EmbeddedRedis, EmbeddedRedisUnavailable, start_embedded_redis
+from app.port_check import ensure_port_free
 from app.security.jwt_auth import ALL_SCOPES, issue_token
-from app.settings import DEFAULT_VAR_DIR, Settings, load_settings
+from app.settings import DEFAULT_VAR_DIR, Settings, SettingsError, load_settings
 from app.store.engine import create_engine
 from app.store.migrate import upgrade_to_head
 from app.store.tenants import create_tenant, find_tenant_by_name
@@ -94,6 +95,17 @@ def run_everything(settings: Settings) -> int:
     for name, value in LOCAL_MODE.items():
         if not env.get(name, "").strip():
             env[name] = value
+
+    # Before anything starts: a taken port is then one clear line, not two children failing.
+    try:
+        ensure_port_free(settings.host, settings.port, "GATEWAY_PORT")
+        if settings.worker_metrics_port:
+            ensure_port_free(
+                settings.host, settings.worker_metrics_port, "GATEWAY_WORKER_METRICS_PORT"
+            )
+    except SettingsError as exc:
+        print(f"pwbi-gateway: {exc}", file=sys.stderr)
+        return 1
 
     print(f"migrating {settings.database_url.split('@')[-1]}", flush=True)
     upgrade_to_head(settings.database_url)
