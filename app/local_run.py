@@ -26,6 +26,7 @@ from app.store.tenants import create_tenant, find_tenant_by_name
 DEMO_TENANT = "demo"
 DEV_KID = "dev"
 READY_TIMEOUT_S = 60
+DEFAULT_GATEWAY_URL = "http://127.0.0.1:8080"  # what `listen` assumes without --gateway
 # Local mode: a receiver on this machine (`pwbi-gateway listen`, a local dev server) can be
 # subscribed. `serve` keeps the production rule (public https URLs only).
 LOCAL_MODE = {
@@ -154,14 +155,17 @@ def run_everything(settings: Settings) -> int:
         )
         print(
             f"\npwbi-gateway is ready at {url}  (API docs: {url}/schema)\n"
+            "local mode: webhooks may go to loopback and plain-http receivers "
+            "(`serve` allows neither)\n"
+            f"  GATEWAY_SSRF_ALLOW_CIDRS={env['GATEWAY_SSRF_ALLOW_CIDRS']}"
+            f" GATEWAY_ALLOW_HTTP={env['GATEWAY_ALLOW_HTTP']}\n"
             f"demo tenant: {tenant_id}\n"
             f"demo token (all scopes, 30 days):\n\n"
             f"export TOKEN={token}\n\n"
-            "local mode: webhooks may go to loopback and plain-http receivers\n"
-            f"  (GATEWAY_SSRF_ALLOW_CIDRS={env['GATEWAY_SSRF_ALLOW_CIDRS']}"
-            f" GATEWAY_ALLOW_HTTP={env['GATEWAY_ALLOW_HTTP']}; `serve` allows neither)\n"
-            "your first webhook: .venv/bin/pwbi-gateway listen  (another shell, TOKEN set)\n\n"
-            "Ctrl-C stops everything.",
+            "See a first webhook: paste the export line into another shell, then run\n"
+            "  .venv/bin/pwbi-gateway listen"
+            + ("" if url == DEFAULT_GATEWAY_URL else f" --gateway {url}")
+            + "\n\nCtrl-C stops everything.",
             flush=True,
         )
         while all(child.poll() is None for child in children):

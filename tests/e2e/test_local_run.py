@@ -85,6 +85,17 @@ def test_run_starts_everything_prints_a_working_token_and_stops_on_ctrl_c(
         metrics = httpx.get(f"http://127.0.0.1:{metrics_port}/metrics")
         assert metrics.status_code == 200  # the worker is up and serving its metrics
 
+        # Local mode, said in the banner: a plain-http receiver on this machine is accepted.
+        assert "local mode" in output
+        assert "GATEWAY_SSRF_ALLOW_CIDRS" in output
+        local = httpx.post(
+            f"{base}/v1/subscriptions",
+            json={"url": "http://127.0.0.1:9/webhooks", "event_types": ["*"]},
+            headers=auth,
+        )
+        assert local.status_code == 201, local.text
+        httpx.delete(f"{base}/v1/subscriptions/{local.json()['id']}", headers=auth)
+
         # A chunked body over the limit is refused without being read to the end.
         def chunks() -> object:
             yield b'{"url": "https://93.184.216.34/", "event_types": ["*"], "description": "'
@@ -99,6 +110,7 @@ def test_run_starts_everything_prints_a_working_token_and_stops_on_ctrl_c(
         )
         assert too_big.status_code == 413
         assert too_big.headers["content-type"].startswith("application/problem+json")
+        time.sleep(max(0.0, started + 5 - time.monotonic()))  # at least one sweep after the banner
     finally:
         process.send_signal(signal.SIGINT)
         try:
@@ -110,6 +122,9 @@ def test_run_starts_everything_prints_a_working_token_and_stops_on_ctrl_c(
             message = f"still running 40 s after Ctrl-C; its last output:\n{tail}"
             raise AssertionError(message) from None
     assert process.returncode == 0, "".join(later_output[-60:])
+    # The sweep runs every 3 s; its start/finish lines stay off the console.
+    assert time.monotonic() - started > 4
+    assert not [line for line in later_output if "cron:sweep" in line]
     # Every child is gone: nothing answers on either port any more.
     for gone in (port, metrics_port):
         try:
