@@ -105,7 +105,10 @@ ALLOW_HTTP_SETTING = "GATEWAY_ALLOW_HTTP"
 def _how_to_allow(reason: str) -> str:
     if "metadata" in reason:
         return ""  # never a hint towards cloud credentials
-    return f" (allowed only for networks listed in {ALLOW_CIDRS_SETTING}, e.g. 127.0.0.0/8)"
+    hint = f" (allowed only for networks listed in {ALLOW_CIDRS_SETTING}"
+    if "loopback" in reason:
+        hint += "; `pwbi-gateway run` allows loopback"
+    return hint + ")"
 
 
 class UrlRejected(ValueError):
