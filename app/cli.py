@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import sys
 from collections.abc import Sequence
 
@@ -18,6 +19,7 @@ from app.settings import Settings, SettingsError, load_settings
 
 EXIT_OK, EXIT_FAILURE, EXIT_USAGE = 0, 1, 2
 CLI_ACTOR = "operator:cli"
+DEFAULT_GATEWAY = "http://127.0.0.1:8080"  # where `run` serves by default
 
 
 class CommandFailed(Exception):
@@ -60,6 +62,23 @@ def _parser() -> argparse.ArgumentParser:
         help="check only the signature (for requests saved more than 5 minutes ago)",
     )
 
+    listen = commands.add_parser(
+        "listen",
+        help="receive webhooks here: subscribe a local receiver, print each delivery verified",
+    )
+    listen.add_argument("--token", help="partner token (default: $TOKEN, as `run` prints it)")
+    listen.add_argument(
+        "--gateway", default=DEFAULT_GATEWAY, help=f"gateway URL (default {DEFAULT_GATEWAY})"
+    )
+    listen.add_argument(
+        "--events",
+        default="*",
+        help="comma-separated event types or patterns (default '*', every event)",
+    )
+    listen.add_argument(
+        "--port", type=int, default=0, help="receiver port on 127.0.0.1 (default: a free one)"
+    )
+
     tokens = commands.add_parser("tokens", help="issue partner tokens").add_subparsers(
         dest="tokens_command", required=True, metavar="ACTION"
     )
@@ -83,6 +102,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "verify":
             # A partner's debugging tool: needs no gateway configuration at all.
             return _verify(args)
+        if args.command == "listen":
+            # A client of the HTTP API, like verify: the gateway's settings are not read.
+            return _listen(args)
         settings = load_settings()
         return _dispatch(args, settings)
     except SettingsError as exc:
@@ -111,6 +133,22 @@ def _verify(args: argparse.Namespace) -> int:
     )
     print(message if ok else f"FAILED: {message}")
     return EXIT_OK if ok else EXIT_FAILURE
+
+
+def _listen(args: argparse.Namespace) -> int:
+    from app.listen_command import ListenFailed, run_listen
+
+    token = (args.token or os.environ.get("TOKEN", "")).strip()
+    if not token:
+        raise CommandFailed("listen needs a token: --token, or TOKEN in the environment")
+    events = [part.strip() for part in args.events.split(",") if part.strip()]
+    if not 0 <= args.port <= 65535:
+        raise CommandFailed("--port must be between 0 and 65535")
+    try:
+        run_listen(gateway=args.gateway, token=token, events=events or ["*"], port=args.port)
+    except ListenFailed as exc:
+        raise CommandFailed(str(exc)) from None
+    return EXIT_OK
 
 
 def _dispatch(args: argparse.Namespace, settings: Settings) -> int:

@@ -16,8 +16,9 @@ import httpx
 
 from app.child_process import stop_with_parent
 from app.embedded_redis import EmbeddedRedis, EmbeddedRedisUnavailable, start_embedded_redis
+from app.port_check import ensure_port_free
 from app.security.jwt_auth import ALL_SCOPES, issue_token
-from app.settings import DEFAULT_VAR_DIR, Settings, load_settings
+from app.settings import DEFAULT_VAR_DIR, Settings, SettingsError, load_settings
 from app.store.engine import create_engine
 from app.store.migrate import upgrade_to_head
 from app.store.tenants import create_tenant, find_tenant_by_name
@@ -25,6 +26,13 @@ from app.store.tenants import create_tenant, find_tenant_by_name
 DEMO_TENANT = "demo"
 DEV_KID = "dev"
 READY_TIMEOUT_S = 60
+DEFAULT_GATEWAY_URL = "http://127.0.0.1:8080"  # what `listen` assumes without --gateway
+# Local mode: a receiver on this machine (`pwbi-gateway listen`, a local dev server) can be
+# subscribed. `serve` keeps the production rule (public https URLs only).
+LOCAL_MODE = {
+    "GATEWAY_SSRF_ALLOW_CIDRS": "127.0.0.0/8,::1/128",
+    "GATEWAY_ALLOW_HTTP": "true",
+}
 
 
 def _dev_jwt_secret(var_dir: Path) -> str:
@@ -85,6 +93,20 @@ def run_everything(settings: Settings) -> int:
     if not settings.has_jwt_keys:
         env["GATEWAY_JWT_SECRETS"] = f"{DEV_KID}={_dev_jwt_secret(var_dir)}"
     env.setdefault("GATEWAY_LOG_FORMAT", "console")
+    for name, value in LOCAL_MODE.items():
+        if not env.get(name, "").strip():
+            env[name] = value
+
+    # Before anything starts: a taken port is then one clear line, not two children failing.
+    try:
+        ensure_port_free(settings.host, settings.port, "GATEWAY_PORT")
+        if settings.worker_metrics_port:
+            ensure_port_free(
+                settings.host, settings.worker_metrics_port, "GATEWAY_WORKER_METRICS_PORT"
+            )
+    except SettingsError as exc:
+        print(f"pwbi-gateway: {exc}", file=sys.stderr)
+        return 1
 
     print(f"migrating {settings.database_url.split('@')[-1]}", flush=True)
     upgrade_to_head(settings.database_url)
@@ -133,10 +155,17 @@ def run_everything(settings: Settings) -> int:
         )
         print(
             f"\npwbi-gateway is ready at {url}  (API docs: {url}/schema)\n"
+            "local mode: webhooks may go to loopback and plain-http receivers "
+            "(`serve` allows neither)\n"
+            f"  GATEWAY_SSRF_ALLOW_CIDRS={env['GATEWAY_SSRF_ALLOW_CIDRS']}"
+            f" GATEWAY_ALLOW_HTTP={env['GATEWAY_ALLOW_HTTP']}\n"
             f"demo tenant: {tenant_id}\n"
             f"demo token (all scopes, 30 days):\n\n"
             f"export TOKEN={token}\n\n"
-            "Ctrl-C stops everything.",
+            "See a first webhook: paste the export line into another shell, then run\n"
+            "  .venv/bin/pwbi-gateway listen"
+            + ("" if url == DEFAULT_GATEWAY_URL else f" --gateway {url}")
+            + "\n\nCtrl-C stops everything.",
             flush=True,
         )
         while all(child.poll() is None for child in children):

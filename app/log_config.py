@@ -25,7 +25,9 @@ _SECRET_PATTERNS = (
     re.compile(r"fernet:[A-Za-z0-9_=-]+"),
 )
 _STANDARD_ATTRS = frozenset(
-    logging.LogRecord("", 0, "", 0, "", (), None).__dict__.keys() | {"message", "asctime"}
+    logging.LogRecord("", 0, "", 0, "", (), None).__dict__.keys()
+    # uvicorn's copy of the message with terminal colour codes: noise in both formats.
+    | {"message", "asctime", "color_message"}
 )
 
 
@@ -72,6 +74,20 @@ class ConsoleFormatter(logging.Formatter):
         return redact(line)
 
 
+class _HousekeepingAtDebug(logging.Filter):
+    """arq's start/finish lines of cron jobs (the sweep runs every 3 s) become DEBUG.
+
+    They say nothing happened almost every time and push everything else off a console;
+    what the jobs find is logged by the jobs themselves, and failures keep their level.
+    """
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.levelno != logging.INFO or "cron:" not in record.getMessage():
+            return True
+        record.levelno, record.levelname = logging.DEBUG, "DEBUG"
+        return logging.getLogger().isEnabledFor(logging.DEBUG)
+
+
 def configure_logging(level: str, log_format: LogFormat) -> None:
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(JsonFormatter() if log_format == "json" else ConsoleFormatter())
@@ -83,3 +99,6 @@ def configure_logging(level: str, log_format: LogFormat) -> None:
         logging.getLogger(name).handlers[:] = []
         logging.getLogger(name).propagate = True
     logging.getLogger("uvicorn.access").disabled = True
+    arq_worker = logging.getLogger("arq.worker")
+    if not any(isinstance(f, _HousekeepingAtDebug) for f in arq_worker.filters):
+        arq_worker.addFilter(_HousekeepingAtDebug())

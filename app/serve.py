@@ -6,10 +6,12 @@ import uvicorn
 
 from app.gc_tuning import tune_gc
 from app.log_config import configure_logging
+from app.port_check import ensure_port_free
 from app.settings import Settings
 
 
 def serve(settings: Settings, *, workers: int = 1) -> None:
+    ensure_port_free(settings.host, settings.port, "GATEWAY_PORT")
     configure_logging(settings.log_level, settings.log_format)
     tune_gc()  # in this process; a worker process started by `workers > 1` keeps the defaults
     uvicorn.run(

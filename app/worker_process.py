@@ -10,6 +10,7 @@ from arq.worker import get_kwargs
 
 from app.gc_tuning import tune_gc
 from app.log_config import configure_logging
+from app.port_check import ensure_port_free
 from app.settings import Settings
 from workers.job_start import DeliveryWorker
 from workers.main import WorkerSettings, worker_redis_settings
@@ -21,6 +22,8 @@ def run_worker(settings: Settings) -> None:
         raise SystemExit(
             "pwbi-gateway: configuration error: GATEWAY_REDIS_URL: required for a worker"
         )
+    if settings.worker_metrics_port:
+        ensure_port_free(settings.host, settings.worker_metrics_port, "GATEWAY_WORKER_METRICS_PORT")
     _use_uvloop()
     options: dict[str, Any] = {
         **get_kwargs(WorkerSettings),  # type: ignore[arg-type]

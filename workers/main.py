@@ -20,6 +20,7 @@ from app.delivery.isolation import SubscriptionLimiter
 from app.delivery.jobs import DELIVER_JOB
 from app.delivery.replay import RECOVER_JOB, run_recover
 from app.ingest.moka_poller import MokaApi, poll_all_moka_sources
+from app.metrics import WORKER_REGISTRY
 from app.security.secret_box import SecretBox
 from app.security.ssrf import AddressPolicy
 from app.settings import Settings, load_settings
@@ -79,7 +80,10 @@ async def on_startup(ctx: dict[str, Any]) -> None:
         settings=settings,
     )
     if settings.worker_metrics_port:
-        start_http_server(settings.worker_metrics_port, addr=settings.host)
+        # The worker's own families only (app.metrics); the API process serves the others.
+        start_http_server(
+            settings.worker_metrics_port, addr=settings.host, registry=WORKER_REGISTRY
+        )
     logger.info("worker started", extra={"metrics_port": settings.worker_metrics_port})
 
 

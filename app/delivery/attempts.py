@@ -308,6 +308,19 @@ class AttemptRunner:
         )
         succeeded = decision.outcome == "succeeded"
         _attempts_counter("succeeded" if succeeded else "failed", _status_class(result)).inc()
+        if not succeeded:
+            # Why it failed, in the worker's log as well as in GET /v1/deliveries/{id}: the
+            # status or the error the attempt row keeps, never a header, the body or a secret.
+            logger.warning(
+                "delivery attempt failed",
+                extra={
+                    "delivery_id": claim.delivery_id,
+                    "attempt": claim.attempt,
+                    "status_code": result.status_code,
+                    "error": _error_text(result),
+                    "next": decision.outcome,
+                },
+            )
         ATTEMPT_DURATION.observe(result.duration_ms / 1000)
         return Sent(claim, started_at, result, decision)
 

@@ -5,13 +5,13 @@ from __future__ import annotations
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from typing import Any
 
-from litestar import Litestar
+from litestar import Controller, Litestar, Request, Response, get
 from litestar.config.app import AppConfig
 from litestar.middleware import DefineMiddleware
 from litestar.openapi import OpenAPIConfig
 from litestar.openapi.spec import Components, SecurityScheme
-from litestar.plugins.prometheus import PrometheusConfig, PrometheusController
 
 from app import __version__
 from app.delivery.publisher import EventPublisher
@@ -24,11 +24,12 @@ from app.http.imports import ImportController
 from app.http.ingest import IngestController
 from app.http.problems import EXCEPTION_HANDLERS
 from app.http.request_context import RequestContext, require_json_body
-from app.http.request_metrics import RequestMetrics
+from app.http.request_metrics import RequestMetrics, RequestsInProgress
 from app.http.resources import Resources
 from app.http.sources import SourceController
 from app.http.subscriptions import SubscriptionController
 from app.http.tenant_cache import TenantCache
+from app.metrics import GATEWAY_REGISTRY, exposition
 from app.security.jwt_auth import KeyConfig, KeyRing, TokenVerifier
 from app.security.secret_box import SecretBox
 from app.security.ssrf import AddressPolicy
@@ -41,9 +42,23 @@ logger = logging.getLogger(__name__)
 UNAUTHENTICATED_PATHS = ["^/healthz$", "^/readyz$", "^/metrics", "^/schema", "^/v1/ingest/"]
 
 
-class MetricsController(PrometheusController):
+# Scrapes are not requests of the API: counting them would only measure Prometheus.
+_NOT_MEASURED = ("/metrics",)
+
+
+class MetricsController(Controller):
     path = "/metrics"
     include_in_schema = False
+
+    @get()
+    async def get(self, request: Request[Any, Any, Any]) -> Response[bytes]:
+        # Negotiated like the worker's metrics port: the same Accept, the same format.
+        body, headers = exposition(
+            GATEWAY_REGISTRY,
+            request.headers.get("accept"),
+            request.headers.get("accept-encoding"),
+        )
+        return Response(body, headers=headers)
 
 
 def build_resources(settings: Settings) -> Resources:
@@ -92,14 +107,6 @@ def create_app(settings: Settings | None = None) -> Litestar:
             await resources.keyring.aclose()
             await resources.engine.dispose()
 
-    prometheus = PrometheusConfig(
-        app_name="pwbi-gateway",
-        prefix="gateway",
-        group_path=True,
-        exclude=["^/metrics"],
-        excluded_http_methods=["OPTIONS"],
-        middleware_class=RequestMetrics,
-    )
     config = AppConfig(
         route_handlers=[
             healthz,
@@ -116,7 +123,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
         lifespan=[lifespan],
         exception_handlers=EXCEPTION_HANDLERS,
         middleware=[
-            prometheus.middleware,
+            DefineMiddleware(RequestsInProgress, excluded_prefixes=_NOT_MEASURED),
             DefineMiddleware(BearerAuthMiddleware, exclude=UNAUTHENTICATED_PATHS),
         ],
         before_request=require_json_body,
@@ -137,5 +144,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
         debug=False,
     )
     app = Litestar.from_config(config)
-    app.asgi_handler = RequestContext(app.asgi_handler)
+    app.asgi_handler = RequestContext(
+        RequestMetrics(app.asgi_handler, excluded_prefixes=_NOT_MEASURED)
+    )
     return app

@@ -1,4 +1,4 @@
-"""HTTP request metrics: Litestar's Prometheus middleware with its per-request work trimmed."""
+"""HTTP request metrics: every response the API sends, counted with the status it sent."""
 
 from __future__ import annotations
 
@@ -6,96 +6,106 @@ import time
 from typing import Any
 
 from litestar.enums import ScopeType
-from litestar.plugins.prometheus import PrometheusConfig, PrometheusMiddleware
 from litestar.types import ASGIApp, Message, Receive, Scope, Send
 
+from app.metrics import REQUEST_DURATION, REQUEST_ERRORS, REQUESTS, REQUESTS_IN_PROGRESS
+
+APP_NAME = "pwbi-gateway"
+# Requests that match no route have no template; their raw paths must not become labels.
+UNMATCHED_PATH = "<unmatched>"
 _SERVER_ERROR = 500
+_NOT_COUNTED_METHODS = frozenset({"OPTIONS"})
 
 
-class RequestMetrics(PrometheusMiddleware):
-    """The same series as Litestar's middleware (names, labels and values), cheaper to keep.
+class RequestMetrics:
+    """Outer ASGI layer around Litestar's whole handler (inside the request-id layer).
 
-    The stock middleware builds a Request, a label dict and four labelled children per
-    request and wraps `send` with functools.wraps; on the publish path that was ~5 % of the
-    gateway's CPU. Here the labelled children are looked up once per (method, path, status)
-    and the timing lives in a plain closure. Only the default labels are supported (the
-    gateway configures no extra ones).
+    Counting here rather than in a route middleware is what makes the status true: errors
+    raised by authentication (401, 403) or by another middleware become responses in
+    Litestar's outermost exception handler, which a route middleware never sees, so it
+    counted them as 200. A request whose response never started (an error escaping even
+    that handler) counts as 500, as the server answers it. Paths are the route templates,
+    never the raw path (ids would make a series per resource).
+
+    The labelled children are looked up once per (method, path, status): building them per
+    request was a measurable share of the publish path.
     """
 
-    def __init__(self, app: ASGIApp, config: PrometheusConfig) -> None:
-        super().__init__(app, config)
-        if config.labels or config.exemplars:
-            raise ValueError("RequestMetrics supports neither extra labels nor exemplars")
-        self._in_progress: dict[tuple[str, str], Any] = {}
+    def __init__(self, app: ASGIApp, *, excluded_prefixes: tuple[str, ...] = ()) -> None:
+        self.app = app
+        self._excluded = excluded_prefixes
         self._finished: dict[tuple[str, str, int], tuple[Any, Any, Any | None]] = {}
-
-    def _labels(self, method: str, path: str, status: int) -> dict[str, str | int | float]:
-        # The stock middleware's label order: method, path, status_code, app_name.
-        return {
-            "method": method,
-            "path": path,
-            "status_code": status,
-            "app_name": self._config.app_name,
-        }
-
-    def _in_progress_child(self, method: str, path: str) -> Any:
-        key = (method, path)
-        child = self._in_progress.get(key)
-        if child is None:
-            # Like the stock middleware, the gauge carries status_code 200 throughout.
-            labels = self._labels(method, path, 200)
-            child = self.requests_in_progress(labels).labels(*labels.values())
-            self._in_progress[key] = child
-        return child
 
     def _finished_children(self, method: str, path: str, status: int) -> tuple[Any, Any, Any]:
         key = (method, path, status)
         children = self._finished.get(key)
         if children is None:
-            labels = self._labels(method, path, status)
-            values = [*labels.values()]
-            errors = (
-                self.requests_error_count(labels).labels(*values)
-                if status >= _SERVER_ERROR
-                else None
-            )
-            children = (
-                self.request_count(labels).labels(*values),
-                self.request_time(labels).labels(*values),
-                errors,
-            )
+            values = (method, path, str(status), APP_NAME)
+            errors = REQUEST_ERRORS.labels(*values) if status >= _SERVER_ERROR else None
+            children = (REQUESTS.labels(*values), REQUEST_DURATION.labels(*values), errors)
             self._finished[key] = children
         return children
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == ScopeType.HTTP:
-            method: str = scope["method"]
-        else:
-            method = str(scope["type"])
-        if method in (self._config.excluded_http_methods or ()):
+        if scope["type"] != ScopeType.HTTP:
             await self.app(scope, receive, send)
             return
-        path: str = scope["path_template"] if self._config.group_path else scope["path"]
+        method: str = scope["method"]
+        raw_path: str = scope["path"]
+        if method in _NOT_COUNTED_METHODS or raw_path.startswith(self._excluded):
+            await self.app(scope, receive, send)
+            return
         started = time.perf_counter()
-        status = 200
-        duration = 0.0
+        status = _SERVER_ERROR
+        duration: float | None = None
 
         async def timed_send(message: Message) -> None:
             nonlocal status, duration
             if message["type"] == "http.response.start":
                 status = message["status"]
-            elif message["type"] == "http.response.body":
+            elif message["type"] == "http.response.body" and not message.get("more_body"):
                 duration = time.perf_counter() - started
             await send(message)
 
-        in_progress = self._in_progress_child(method, path)
-        in_progress.inc()
         try:
             await self.app(scope, receive, timed_send)
         finally:
-            in_progress.dec()
+            # The router puts the route's template on the scope before it dispatches.
+            path = scope.get("path_template") or UNMATCHED_PATH
             count, timing, errors = self._finished_children(method, path, status)
             if errors is not None:
                 errors.inc()
             count.inc()
-            timing.observe(duration)
+            timing.observe(time.perf_counter() - started if duration is None else duration)
+
+
+class RequestsInProgress:
+    """Route middleware (the outermost one) keeping gateway_requests_in_progress.
+
+    A route middleware because the gauge is labelled by route template, which the outer
+    layer only learns after routing; being outside authentication, it sees every request
+    of the route, and it holds no status label: an unfinished request has none.
+    """
+
+    def __init__(self, app: ASGIApp, *, excluded_prefixes: tuple[str, ...] = ()) -> None:
+        self.app = app
+        self._excluded = excluded_prefixes
+        self._children: dict[tuple[str, str], Any] = {}
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if (
+            scope["type"] != ScopeType.HTTP
+            or scope["method"] in _NOT_COUNTED_METHODS
+            or scope["path"].startswith(self._excluded)
+        ):
+            await self.app(scope, receive, send)
+            return
+        key = (scope["method"], scope["path_template"])
+        child = self._children.get(key)
+        if child is None:
+            child = self._children[key] = REQUESTS_IN_PROGRESS.labels(*key, APP_NAME)
+        child.inc()
+        try:
+            await self.app(scope, receive, send)
+        finally:
+            child.dec()

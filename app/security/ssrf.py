@@ -96,6 +96,21 @@ _NUMERIC_LABEL = re.compile(r"[0-9]+|0[xX][0-9a-fA-F]*")
 _FORBIDDEN_HOST_CHARS = frozenset("\x00\t\n\r #%/:<>?@[\\]^|\x7f")
 
 
+# The settings that widen the policy, named in refusals so a refused URL says how to allow it
+# where that is wanted (a local receiver, a private deployment); app.settings reads them.
+ALLOW_CIDRS_SETTING = "GATEWAY_SSRF_ALLOW_CIDRS"
+ALLOW_HTTP_SETTING = "GATEWAY_ALLOW_HTTP"
+
+
+def _how_to_allow(reason: str) -> str:
+    if "metadata" in reason:
+        return ""  # never a hint towards cloud credentials
+    hint = f" (allowed only for networks listed in {ALLOW_CIDRS_SETTING}"
+    if "loopback" in reason:
+        hint += "; `pwbi-gateway run` allows loopback"
+    return hint + ")"
+
+
 class UrlRejected(ValueError):
     """A webhook URL is refused; the message is safe to return to API clients (no secrets)."""
 
@@ -229,7 +244,7 @@ async def vet_webhook_url(
 
     allowed_schemes = ("https", "http") if allow_http else ("https",)
     if parts.scheme not in allowed_schemes:
-        wanted = "http or https" if allow_http else "https"
+        wanted = "http or https" if allow_http else f"https ({ALLOW_HTTP_SETTING}=true allows http)"
         raise UrlRejected(f"URL scheme must be {wanted}")
     if "@" in parts.netloc:
         raise UrlRejected("URL must not contain credentials (user:password@); they end up in logs")
@@ -254,20 +269,22 @@ async def vet_webhook_url(
     if address is not None:
         reason = policy.refusal_reason(address)
         if reason is not None:
-            raise UrlRejected(f"URL host {host} is {_with_article(reason)}")
+            raise UrlRejected(f"URL host {host} is {_with_article(reason)}{_how_to_allow(reason)}")
         return url
 
-    _check_host_name(host)
+    _check_host_name(host, policy)
     for address in await _resolve_or_empty(resolver, host, port, resolve_timeout_s):
         reason = policy.refusal_reason(address)
         if reason is not None:
             # The resolved address stays out of the message: echoing it would let API clients
             # map our internal DNS one registration attempt at a time.
-            raise UrlRejected(f"URL host {host} resolves to {_with_article(reason)}")
+            raise UrlRejected(
+                f"URL host {host} resolves to {_with_article(reason)}{_how_to_allow(reason)}"
+            )
     return url
 
 
-def _check_host_name(host: str) -> None:
+def _check_host_name(host: str, policy: AddressPolicy) -> None:
     if any(char in _FORBIDDEN_HOST_CHARS for char in host):
         raise UrlRejected("URL host contains characters not allowed in a host name")
     bare = host.removesuffix(".")
@@ -275,8 +292,13 @@ def _check_host_name(host: str) -> None:
         # e.g. "256.0.0.1" or "1.2.3.4.5": resolvers disagree on these, so refuse rather than guess.
         raise UrlRejected(f"URL host {host} is neither a valid IP address nor a host name")
     # RFC 6761: "localhost" and "*.localhost" are loopback by definition, whatever DNS says.
+    # Allowed exactly when both loopback addresses are, whatever the name resolves to here.
     if bare == "localhost" or bare.endswith(".localhost"):
-        raise UrlRejected(f"URL host {host} is a loopback address")
+        loopback = (ipaddress.IPv4Address("127.0.0.1"), ipaddress.IPv6Address("::1"))
+        if not all(policy.permits(address) for address in loopback):
+            reason = "loopback address"
+            raise UrlRejected(f"URL host {host} is {_with_article(reason)}{_how_to_allow(reason)}")
+        return
     try:
         host.encode("idna")
     except UnicodeError:

@@ -59,6 +59,7 @@ def test_run_starts_everything_prints_a_working_token_and_stops_on_ctrl_c(
     later_output: list[str] = []
     try:
         token, output = _read_until_token(process, started + 60)
+        banner_at = time.monotonic()
         # Keep reading: the children log to this pipe, and a full pipe would block them.
         threading.Thread(target=_drain, args=(process, later_output), daemon=True).start()
         assert f"http://127.0.0.1:{port}" in output
@@ -85,6 +86,17 @@ def test_run_starts_everything_prints_a_working_token_and_stops_on_ctrl_c(
         metrics = httpx.get(f"http://127.0.0.1:{metrics_port}/metrics")
         assert metrics.status_code == 200  # the worker is up and serving its metrics
 
+        # Local mode, said in the banner: a plain-http receiver on this machine is accepted.
+        assert "local mode" in output
+        assert "GATEWAY_SSRF_ALLOW_CIDRS" in output
+        local = httpx.post(
+            f"{base}/v1/subscriptions",
+            json={"url": "http://127.0.0.1:9/webhooks", "event_types": ["*"]},
+            headers=auth,
+        )
+        assert local.status_code == 201, local.text
+        httpx.delete(f"{base}/v1/subscriptions/{local.json()['id']}", headers=auth)
+
         # A chunked body over the limit is refused without being read to the end.
         def chunks() -> object:
             yield b'{"url": "https://93.184.216.34/", "event_types": ["*"], "description": "'
@@ -99,6 +111,8 @@ def test_run_starts_everything_prints_a_working_token_and_stops_on_ctrl_c(
         )
         assert too_big.status_code == 413
         assert too_big.headers["content-type"].startswith("application/problem+json")
+        # The sweep runs every 3 s: at least one runs after the banner.
+        time.sleep(max(0.0, banner_at + 3.5 - time.monotonic()))
     finally:
         process.send_signal(signal.SIGINT)
         try:
@@ -110,6 +124,8 @@ def test_run_starts_everything_prints_a_working_token_and_stops_on_ctrl_c(
             message = f"still running 40 s after Ctrl-C; its last output:\n{tail}"
             raise AssertionError(message) from None
     assert process.returncode == 0, "".join(later_output[-60:])
+    # The sweep's start/finish lines stay off the console.
+    assert not [line for line in later_output if "cron:sweep" in line]
     # Every child is gone: nothing answers on either port any more.
     for gone in (port, metrics_port):
         try:

@@ -13,6 +13,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from app.embedded_redis import free_port
 from app.http.app import create_app
 from app.settings import load_settings
+from tests.conftest import TokenFactory
 
 Client = AsyncTestClient[Litestar]
 
@@ -175,4 +176,124 @@ async def test_request_metrics_count_time_and_track_each_route_and_status(
     assert grew("gateway_request_duration_seconds_sum", "200") > 0
     assert grew("gateway_requests_total", "404") == 1
     assert grew("gateway_requests_error_total", "404") == 0  # only 5xx count as errors
-    assert after[series("gateway_requests_in_progress", None)] == 0  # none left open
+    in_progress = (
+        "gateway_requests_in_progress",
+        tuple(sorted({"app_name": "pwbi-gateway", "method": "GET", "path": route}.items())),
+    )
+    assert after[in_progress] == 0  # none left open
+
+
+def _requests_total(text: str, path: str, status: str, method: str = "GET") -> float:
+    labels = {"app_name": "pwbi-gateway", "method": method, "path": path, "status_code": status}
+    return _samples(text).get(("gateway_requests_total", tuple(sorted(labels.items()))), 0.0)
+
+
+async def test_auth_failures_and_errors_are_counted_with_their_real_status(
+    client: Client, app: Litestar, make_token: TokenFactory, tenant_id: str
+) -> None:
+    route = "/v1/subscriptions"
+    before = (await client.get("/metrics")).text
+    assert (await client.get(route)).status_code == 401
+    assert (await client.get(route, headers={"Authorization": "Bearer x"})).status_code == 401
+    weak = {"Authorization": f"Bearer {make_token(tenant_id, ('events:read',))}"}
+    assert (await client.get(route, headers=weak)).status_code == 403
+
+    # An error nobody foresaw, raised while authenticating: a 500, and counted as one.
+    resources = app.state.resources
+
+    async def broken(token: str) -> None:
+        raise RuntimeError("verifier broke")
+
+    original = resources.verifier.verify
+    resources.verifier.verify = broken
+    try:
+        assert (await client.get(route, headers=weak)).status_code == 500
+    finally:
+        resources.verifier.verify = original
+    after = (await client.get("/metrics")).text
+
+    def grew(status: str) -> float:
+        return _requests_total(after, route, status) - _requests_total(before, route, status)
+
+    assert grew("401") == 2
+    assert grew("403") == 1
+    assert grew("500") == 1
+    assert grew("200") == 0
+    errors = {
+        "app_name": "pwbi-gateway",
+        "method": "GET",
+        "path": route,
+        "status_code": "500",
+    }
+    key = ("gateway_requests_error_total", tuple(sorted(errors.items())))
+    assert _samples(after)[key] - _samples(before).get(key, 0.0) == 1
+
+
+async def test_unknown_routes_are_counted_under_one_label(client: Client) -> None:
+    for n in range(3):
+        assert (await client.get(f"/no/such/route/{n}")).status_code == 404
+    text = (await client.get("/metrics")).text
+    assert _requests_total(text, "<unmatched>", "404") >= 3
+    assert "/no/such/route" not in text
+
+
+async def test_requests_in_progress_has_no_status_label(
+    client: Client, auth: dict[str, str]
+) -> None:
+    await client.get("/v1/subscriptions", headers=auth)
+    families = {
+        f.name: f for f in text_string_to_metric_families((await client.get("/metrics")).text)
+    }
+    samples = families["gateway_requests_in_progress"].samples
+    assert samples, "the gauge has a series per route once requests were made"
+    assert all("status_code" not in s.labels for s in samples)
+
+
+# Only what the delivery workers measure; the API process must not export them as zeros.
+WORKER_ONLY = (
+    "gateway_delivery_attempts_total",
+    "gateway_delivery_attempt_duration_seconds",
+    "gateway_delivery_retries_scheduled_total",
+    "gateway_delivery_give_ups_total",
+    "gateway_subscriptions_disabled_total",
+    "gateway_delivery_throttled_total",
+    "gateway_queue_depth",
+    "gateway_delivery_oldest_due_lag_seconds",
+    "gateway_sweeper_enqueued_total",
+)
+
+
+async def test_gateway_exports_none_of_the_worker_families(client: Client) -> None:
+    # Both are imported in this process (the test run holds everything), still not exported.
+    import app.delivery.attempts  # noqa: F401
+    import workers.sweeper  # noqa: F401
+
+    text = (await client.get("/metrics")).text
+    names = {family.name for family in text_string_to_metric_families(text)}
+    assert not {n.removesuffix("_total") for n in WORKER_ONLY} & names
+    assert "process_resident_memory_bytes" in names
+
+
+@pytest.mark.parametrize(
+    ("accept", "content_type"),
+    [
+        (None, "text/plain; version=0.0.4; charset=utf-8"),
+        ("text/plain", "text/plain; version=0.0.4; charset=utf-8"),
+        ("application/openmetrics-text; version=1.0.0", "application/openmetrics-text"),
+        (
+            # What Prometheus 2.x/3.x sends when scraping.
+            "application/openmetrics-text;version=1.0.0;q=0.5,text/plain;version=0.0.4;q=0.3,"
+            "*/*;q=0.2",
+            "application/openmetrics-text",
+        ),
+    ],
+)
+async def test_metrics_negotiate_openmetrics_when_asked(
+    client: Client, accept: str | None, content_type: str
+) -> None:
+    headers = {"accept": accept} if accept else {}
+    response = await client.get("/metrics", headers=headers)
+    assert response.status_code == 200
+    assert response.headers["content-type"].startswith(content_type)
+    if content_type.startswith("application/openmetrics-text"):
+        assert response.text.rstrip().endswith("# EOF")

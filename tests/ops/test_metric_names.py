@@ -179,3 +179,40 @@ def test_container_healthcheck_probes_both_roles(exported: Exported) -> None:
     down = run("serve", GATEWAY_PORT=str(free_port()))
     assert down.returncode == 1
     assert "UNHEALTHY" in down.stdout
+
+
+def test_each_process_exports_only_its_own_families(exported: Exported) -> None:
+    worker_only = {
+        "gateway_delivery_attempts_total",
+        "gateway_queue_depth",
+        "gateway_delivery_oldest_due_lag_seconds",
+        "gateway_sweeper_enqueued_total",
+        "gateway_delivery_give_ups_total",
+    }
+    api_only = {"gateway_requests_total", "gateway_request_duration_seconds_bucket"}
+    assert not worker_only & exported.gateway, "the API process exports worker families"
+    assert not api_only & exported.worker, "the worker exports the API's request families"
+
+
+# Prometheus's own scrape header, then the other forms a client may send.
+SCRAPE_ACCEPTS = [
+    "application/openmetrics-text;version=1.0.0;q=0.5,text/plain;version=0.0.4;q=0.3,*/*;q=0.2",
+    "application/openmetrics-text",
+    "text/plain",
+    "*/*",
+    "",
+]
+
+
+@pytest.mark.parametrize("accept", SCRAPE_ACCEPTS)
+def test_both_metrics_endpoints_negotiate_the_same_way(exported: Exported, accept: str) -> None:
+    headers = {"accept": accept} if accept else {}
+    gateway = httpx.get(f"{exported.stack.base_url}/metrics", headers=headers, timeout=5)
+    worker = httpx.get(
+        f"http://127.0.0.1:{exported.worker_metrics_port}/metrics", headers=headers, timeout=5
+    )
+    assert gateway.status_code == worker.status_code == 200
+    assert gateway.headers["content-type"] == worker.headers["content-type"]
+    if "openmetrics" in accept:
+        assert gateway.headers["content-type"].startswith("application/openmetrics-text")
+        assert gateway.text.rstrip().endswith("# EOF")
