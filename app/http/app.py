@@ -22,6 +22,7 @@ from app.http.events import EventController
 from app.http.health import healthz, readyz
 from app.http.imports import ImportController
 from app.http.ingest import IngestController
+from app.http.openapi_docs import make_exact
 from app.http.problems import EXCEPTION_HANDLERS
 from app.http.request_context import RequestContext, require_json_body
 from app.http.request_metrics import RequestMetrics
@@ -43,7 +44,7 @@ UNAUTHENTICATED_PATHS = ["^/healthz$", "^/readyz$", "^/metrics", "^/schema", "^/
 
 class MetricsController(PrometheusController):
     path = "/metrics"
-    include_in_schema = False
+    tags = ["operations"]
 
 
 def build_resources(settings: Settings) -> Resources:
@@ -131,10 +132,10 @@ def create_app(settings: Settings | None = None) -> Litestar:
                     "bearer": SecurityScheme(type="http", scheme="bearer", bearer_format="JWT")
                 }
             ),
-            security=[{"bearer": []}],
         ),
         debug=False,
     )
     app = Litestar.from_config(config)
+    make_exact(app.openapi_schema)
     app.asgi_handler = RequestContext(app.asgi_handler)
     return app

@@ -18,6 +18,7 @@ from app.delivery.replay import (
     start_recover,
 )
 from app.http.auth import principal_of, requires_scope
+from app.http.openapi_docs import documented
 from app.http.pagination import DEFAULT_LIMIT, MAX_LIMIT, decode_cursor, next_cursor
 from app.http.problems import ApiError, FieldError, invalid_field, not_found
 from app.http.resources import resources_of
@@ -57,7 +58,12 @@ class DeliveryController(Controller):
     path = "/v1"
     tags = ["deliveries"]
 
-    @get("/deliveries", opt=requires_scope("deliveries:read"), summary="List deliveries")
+    @get(
+        "/deliveries",
+        opt=requires_scope("deliveries:read"),
+        summary="List deliveries",
+        **documented(403, 422),
+    )
     async def list_deliveries(
         self,
         request: Request[Any, Any, Any],
@@ -88,6 +94,7 @@ class DeliveryController(Controller):
         "/deliveries/{delivery_id:str}",
         opt=requires_scope("deliveries:read"),
         summary="Read a delivery with every attempt",
+        **documented(403, 404, 422),
     )
     async def get_delivery(
         self, request: Request[Any, Any, Any], delivery_id: Id
@@ -104,6 +111,7 @@ class DeliveryController(Controller):
         status_code=202,
         opt=requires_scope("deliveries:replay"),
         summary="Attempt a delivery again now, whatever its status",
+        **documented(403, 404, 409, 422, has_body=True),
     )
     async def retry_delivery(
         self, request: Request[Any, Any, Any], delivery_id: Id
@@ -129,6 +137,7 @@ class DeliveryController(Controller):
         status_code=202,
         opt=requires_scope("deliveries:replay"),
         summary="Deliver a stored event again",
+        **documented(403, 404, 422, has_body=True),
         description="To the named subscriptions, or to every subscription that matches it now.",
     )
     async def replay_event(
@@ -159,6 +168,7 @@ class DeliveryController(Controller):
         status_code=202,
         opt=requires_scope("deliveries:replay"),
         summary="Re-attempt a subscription's deliveries in a time window",
+        **documented(403, 404, 409, 422, has_body=True),
         description="Runs in the background at the subscription's rate limit; "
         "GET /v1/replays/{id} shows progress.",
     )
@@ -191,6 +201,7 @@ class DeliveryController(Controller):
         "/replays/{replay_id:str}",
         opt=requires_scope("deliveries:read"),
         summary="Progress of a recover",
+        **documented(403, 404, 422),
     )
     async def get_replay(self, request: Request[Any, Any, Any], replay_id: Id) -> ReplayProgress:
         resources = resources_of(request.app.state)
@@ -204,6 +215,7 @@ class DeliveryController(Controller):
         "/audit-log",
         opt=requires_scope("subscriptions:read"),
         summary="The tenant's audit log, newest first",
+        **documented(403, 422),
     )
     async def audit_log(
         self,
