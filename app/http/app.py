@@ -24,7 +24,7 @@ from app.http.imports import ImportController
 from app.http.ingest import IngestController
 from app.http.openapi_docs import make_exact
 from app.http.problems import EXCEPTION_HANDLERS
-from app.http.request_context import RequestContext, require_json_body
+from app.http.request_context import RequestContext, check_request
 from app.http.request_metrics import RequestMetrics
 from app.http.resources import Resources
 from app.http.sources import SourceController
@@ -119,7 +119,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
             prometheus.middleware,
             DefineMiddleware(BearerAuthMiddleware, exclude=UNAUTHENTICATED_PATHS),
         ],
-        before_request=require_json_body,
+        before_request=check_request,
         request_max_body_size=settings.max_body_bytes,
         openapi_config=OpenAPIConfig(
             title="pwbi-gateway",

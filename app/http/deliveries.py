@@ -20,7 +20,8 @@ from app.delivery.replay import (
 from app.http.auth import principal_of, requires_scope
 from app.http.openapi_docs import documented
 from app.http.pagination import DEFAULT_LIMIT, MAX_LIMIT, decode_cursor, next_cursor
-from app.http.problems import ApiError, FieldError, invalid_field, not_found
+from app.http.problems import ApiError, invalid_field, not_found
+from app.http.query_rules import aware_time
 from app.http.resources import resources_of
 from app.store.audit import list_audit_entries
 from app.store.deliveries import get_delivery, list_deliveries
@@ -38,16 +39,6 @@ from contracts.api import (
 )
 
 Id = Annotated[str, PathParameter(max_length=40)]
-
-
-def _aware(name: str, value: datetime | None) -> datetime | None:
-    if value is not None and value.tzinfo is None:
-        raise ApiError(
-            422,
-            f"{name}: give a time zone (RFC 3339, e.g. 2026-01-31T00:00:00Z)",
-            errors=[FieldError(field=name, message="time zone missing", source="query")],
-        )
-    return value
 
 
 def _refused(exc: ReplayRefused) -> ApiError:
@@ -85,8 +76,8 @@ class DeliveryController(Controller):
                 subscription_id=subscription_id,
                 event_id=event_id,
                 status=status,
-                since=_aware("since", since),
-                until=_aware("until", until),
+                since=aware_time(request, "since", since),
+                until=aware_time(request, "until", until),
             )
         return DeliveryList(data=rows, next_cursor=next_cursor([r.id for r in rows], limit))
 

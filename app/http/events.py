@@ -19,6 +19,7 @@ from app.http.auth import principal_of, requires_scope
 from app.http.openapi_docs import documented
 from app.http.pagination import DEFAULT_LIMIT, MAX_LIMIT, decode_cursor, next_cursor
 from app.http.problems import ApiError, FieldError, invalid_field, not_found
+from app.http.query_rules import aware_time
 from app.http.resources import resources_of
 from app.store.events import get_event, list_events
 from app.store.idempotency import RememberedResponse, find_response, remember_response
@@ -196,13 +197,8 @@ class EventController(Controller):
     ) -> EventList:
         resources = resources_of(request.app.state)
         principal = principal_of(request)
-        for name, value in (("since", since), ("until", until)):
-            if value is not None and value.tzinfo is None:
-                raise ApiError(
-                    422,
-                    f"{name}: give a time zone (RFC 3339, e.g. 2026-01-31T00:00:00Z)",
-                    errors=[FieldError(field=name, message="time zone missing", source="query")],
-                )
+        since = aware_time(request, "since", since)
+        until = aware_time(request, "until", until)
         async with resources.engine.connect() as conn:
             rows = await list_events(
                 conn,
