@@ -16,6 +16,7 @@ from litestar.plugins.prometheus import PrometheusConfig, PrometheusController
 
 from app import __version__
 from app.delivery.publisher import EventPublisher
+from app.http.allow_header import complete_allow_headers
 from app.http.auth import BearerAuthMiddleware
 from app.http.deliveries import DeliveryController
 from app.http.events import EventController
@@ -137,5 +138,6 @@ def create_app(settings: Settings | None = None) -> Litestar:
     )
     app = Litestar.from_config(config)
     make_exact(app.openapi_schema)
+    complete_allow_headers(app)
     app.asgi_handler = RequestContext(app.asgi_handler)
     return app

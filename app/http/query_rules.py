@@ -28,7 +28,8 @@ def _query_names(handler: HTTPRouteHandler) -> frozenset[str]:
         if isinstance(kwarg, ParameterKwarg):
             if kwarg.header or kwarg.cookie:
                 continue
-            names.add(kwarg.query or name)
+            # QueryParameter(name=...) renames without setting `query`.
+            names.add(kwarg.query or getattr(kwarg, "name", None) or name)
         else:
             names.add(name)
     return frozenset(names)
