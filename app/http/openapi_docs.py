@@ -144,6 +144,7 @@ def make_exact(openapi: OpenAPI) -> OpenAPI:
             ),
         ]
     _document_metrics(openapi)
+    _document_raw_bodies(openapi)
     return openapi
 
 
@@ -159,3 +160,43 @@ def _document_metrics(openapi: OpenAPI) -> None:
             content={"text/plain": text, "application/openmetrics-text": text},
         )
     }
+
+
+_ANY_OBJECT = Schema(type=OpenAPIType.OBJECT)
+_TOKEN_REQUEST = Schema(
+    type=OpenAPIType.OBJECT,
+    required=["grant_type"],
+    properties={
+        "grant_type": Schema(type=OpenAPIType.STRING, enum=["client_credentials"]),
+        "client_id": Schema(type=OpenAPIType.STRING),
+        "client_secret": Schema(type=OpenAPIType.STRING),
+    },
+)
+
+
+def _document_raw_bodies(openapi: OpenAPI) -> None:
+    """Bodies of routes that read them raw: each provider's own payload (authenticated
+    and parsed the provider's way), the OAuth token form, and a CSV export."""
+    for path, item in (openapi.paths or {}).items():
+        if path.endswith("/oauth/token") and item.post is not None:
+            item.post.request_body = RequestBody(
+                required=True,
+                content={
+                    "application/x-www-form-urlencoded": OpenAPIMediaType(schema=_TOKEN_REQUEST),
+                    "application/json": OpenAPIMediaType(schema=_TOKEN_REQUEST),
+                },
+            )
+        elif path.startswith("/v1/ingest/"):
+            for operation in (item.post, item.put):
+                if operation is not None:
+                    operation.request_body = RequestBody(
+                        required=True,
+                        description="The provider's own payload, as it sends it",
+                        content={"application/json": OpenAPIMediaType(schema=_ANY_OBJECT)},
+                    )
+        elif path.endswith("/imports") and item.post is not None:
+            item.post.request_body = RequestBody(
+                required=True,
+                description="The sales export, columns as configured in the source's settings",
+                content={"text/csv": OpenAPIMediaType(schema=Schema(type=OpenAPIType.STRING))},
+            )

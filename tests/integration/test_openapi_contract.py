@@ -40,7 +40,7 @@ CHECKS = [
     negative_data_rejection,
 ]
 # Bounds the whole run to about a minute per SQL backend (~40 operations, two modes).
-EXAMPLES_PER_OPERATION = int(os.environ.get("GATEWAY_CONTRACT_EXAMPLES", "12"))
+EXAMPLES_PER_OPERATION = int(os.environ.get("GATEWAY_CONTRACT_EXAMPLES", "25"))
 TIME_BUDGET_S = 60.0
 
 # Behaviour fixed elsewhere that this run must not hide, named so it is easy to drop.
