@@ -13,7 +13,7 @@ from litestar.constants import RESERVED_KWARGS
 from litestar.handlers import HTTPRouteHandler
 from litestar.params import ParameterKwarg
 
-from app.http.problems import ApiError, FieldError
+from app.http.problems import ApiError, FieldError, FieldSource
 
 _RFC3339 = re.compile(r"^\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}")
 _declared: dict[int, frozenset[str]] = {}
@@ -35,7 +35,18 @@ def _query_names(handler: HTTPRouteHandler) -> frozenset[str]:
     return frozenset(names)
 
 
+def _nul_refused(field: str, source: FieldSource) -> ApiError:
+    # No stored text can hold NUL (PostgreSQL refuses it), so no id or filter has one.
+    return ApiError(
+        422,
+        f"{field}: must not contain NUL",
+        errors=[FieldError(field=field, message="must not contain NUL", source=source)],
+    )
+
+
 def refuse_unknown_query(request: Request[Any, Any, Any]) -> None:
+    if "\x00" in request.scope["path"]:
+        raise _nul_refused("path", "path")
     if not request.scope.get("query_string"):
         return  # the common case costs one lookup
     handler = request.route_handler
@@ -43,6 +54,9 @@ def refuse_unknown_query(request: Request[Any, Any, Any]) -> None:
     if declared is None:
         declared = _declared[id(handler)] = _query_names(handler)
     params = request.query_params
+    for name, value in params.multi_items():
+        if "\x00" in name or "\x00" in value:
+            raise _nul_refused(name.replace("\x00", ""), "query")
     errors = [
         FieldError(field=name, message="not a parameter of this operation", source="query")
         for name in params

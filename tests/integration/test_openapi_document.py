@@ -116,7 +116,7 @@ async def test_a_query_error_names_its_source_plainly(client: Client, auth: dict
     response = await client.get("/v1/events", params={"limit": "many"}, headers=auth)
     assert response.status_code == 422
     assert response.json()["errors"][0]["source"] == "query"
-    for params in ("limti=5", "limit=5&limit=6", "since=1700000000"):
+    for params in ("limti=5", "limit=5&limit=6", "since=1700000000", "source_id=a%00b"):
         refused = await client.get("/v1/events", params=params, headers=auth)
         assert refused.status_code == 422, params
         assert refused.headers["content-type"].startswith("application/problem+json")
