@@ -13,7 +13,16 @@ EventTypePatterns = Annotated[
     list[Annotated[str, Meta(min_length=1, max_length=64)]], Meta(min_length=1, max_length=50)
 ]
 SourceIds = Annotated[list[Annotated[str, Meta(max_length=40)]], Meta(max_length=100)]
-Url = Annotated[str, Meta(min_length=1, max_length=2048)]
+# https; plain http only where the gateway is configured to allow it (GATEWAY_ALLOW_HTTP).
+Url = Annotated[
+    str,
+    Meta(
+        min_length=1,
+        max_length=2048,
+        pattern=r"^[Hh][Tt][Tt][Pp][Ss]?://",
+        description="Receiver URL: https (http only where the gateway allows it)",
+    ),
+]
 Description = Annotated[str, Meta(max_length=500)]
 RateLimit = Annotated[int, Meta(ge=1, le=10_000)]
 MaxInFlight = Annotated[int, Meta(ge=1, le=100)]

@@ -15,6 +15,7 @@ from litestar.openapi.spec import Components, SecurityScheme
 
 from app import __version__
 from app.delivery.publisher import EventPublisher
+from app.http.allow_header import complete_allow_headers
 from app.http.api_docs import api_reference_assets, api_reference_plugin
 from app.http.auth import BearerAuthMiddleware
 from app.http.deliveries import DeliveryController
@@ -22,8 +23,9 @@ from app.http.events import EventController
 from app.http.health import healthz, readyz
 from app.http.imports import ImportController
 from app.http.ingest import IngestController
+from app.http.openapi_docs import make_exact
 from app.http.problems import EXCEPTION_HANDLERS
-from app.http.request_context import RequestContext, require_json_body
+from app.http.request_context import RequestContext, check_request
 from app.http.request_metrics import RequestMetrics, RequestsInProgress
 from app.http.resources import Resources
 from app.http.sources import SourceController
@@ -48,7 +50,7 @@ _NOT_MEASURED = ("/metrics",)
 
 class MetricsController(Controller):
     path = "/metrics"
-    include_in_schema = False
+    tags = ["operations"]
 
     @get()
     async def get(self, request: Request[Any, Any, Any]) -> Response[bytes]:
@@ -126,7 +128,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
             DefineMiddleware(RequestsInProgress, excluded_prefixes=_NOT_MEASURED),
             DefineMiddleware(BearerAuthMiddleware, exclude=UNAUTHENTICATED_PATHS),
         ],
-        before_request=require_json_body,
+        before_request=check_request,
         request_max_body_size=settings.max_body_bytes,
         openapi_config=OpenAPIConfig(
             title="pwbi-gateway",
@@ -139,11 +141,12 @@ def create_app(settings: Settings | None = None) -> Litestar:
                     "bearer": SecurityScheme(type="http", scheme="bearer", bearer_format="JWT")
                 }
             ),
-            security=[{"bearer": []}],
         ),
         debug=False,
     )
     app = Litestar.from_config(config)
+    make_exact(app.openapi_schema)
+    complete_allow_headers(app)
     app.asgi_handler = RequestContext(
         RequestMetrics(app.asgi_handler, excluded_prefixes=_NOT_MEASURED)
     )

@@ -18,8 +18,10 @@ from app.delivery.replay import (
     start_recover,
 )
 from app.http.auth import principal_of, requires_scope
+from app.http.openapi_docs import documented
 from app.http.pagination import DEFAULT_LIMIT, MAX_LIMIT, decode_cursor, next_cursor
-from app.http.problems import ApiError, FieldError, invalid_field, not_found
+from app.http.problems import ApiError, invalid_field, not_found
+from app.http.query_rules import aware_time
 from app.http.resources import resources_of
 from app.store.audit import list_audit_entries
 from app.store.deliveries import get_delivery, list_deliveries
@@ -39,16 +41,6 @@ from contracts.api import (
 Id = Annotated[str, PathParameter(max_length=40)]
 
 
-def _aware(name: str, value: datetime | None) -> datetime | None:
-    if value is not None and value.tzinfo is None:
-        raise ApiError(
-            422,
-            f"{name}: give a time zone (RFC 3339, e.g. 2026-01-31T00:00:00Z)",
-            errors=[FieldError(field=name, message="time zone missing", source="query")],
-        )
-    return value
-
-
 def _refused(exc: ReplayRefused) -> ApiError:
     return ApiError(409, str(exc), slug="conflict")
 
@@ -57,7 +49,12 @@ class DeliveryController(Controller):
     path = "/v1"
     tags = ["deliveries"]
 
-    @get("/deliveries", opt=requires_scope("deliveries:read"), summary="List deliveries")
+    @get(
+        "/deliveries",
+        opt=requires_scope("deliveries:read"),
+        summary="List deliveries",
+        **documented(403, 422),
+    )
     async def list_deliveries(
         self,
         request: Request[Any, Any, Any],
@@ -79,8 +76,8 @@ class DeliveryController(Controller):
                 subscription_id=subscription_id,
                 event_id=event_id,
                 status=status,
-                since=_aware("since", since),
-                until=_aware("until", until),
+                since=aware_time(request, "since", since),
+                until=aware_time(request, "until", until),
             )
         return DeliveryList(data=rows, next_cursor=next_cursor([r.id for r in rows], limit))
 
@@ -88,6 +85,7 @@ class DeliveryController(Controller):
         "/deliveries/{delivery_id:str}",
         opt=requires_scope("deliveries:read"),
         summary="Read a delivery with every attempt",
+        **documented(403, 404, 422),
     )
     async def get_delivery(
         self, request: Request[Any, Any, Any], delivery_id: Id
@@ -104,6 +102,7 @@ class DeliveryController(Controller):
         status_code=202,
         opt=requires_scope("deliveries:replay"),
         summary="Attempt a delivery again now, whatever its status",
+        **documented(403, 404, 409, 422, has_body=True),
     )
     async def retry_delivery(
         self, request: Request[Any, Any, Any], delivery_id: Id
@@ -129,6 +128,7 @@ class DeliveryController(Controller):
         status_code=202,
         opt=requires_scope("deliveries:replay"),
         summary="Deliver a stored event again",
+        **documented(403, 404, 422, has_body=True),
         description="To the named subscriptions, or to every subscription that matches it now.",
     )
     async def replay_event(
@@ -159,6 +159,7 @@ class DeliveryController(Controller):
         status_code=202,
         opt=requires_scope("deliveries:replay"),
         summary="Re-attempt a subscription's deliveries in a time window",
+        **documented(403, 404, 409, 422, has_body=True),
         description="Runs in the background at the subscription's rate limit; "
         "GET /v1/replays/{id} shows progress.",
     )
@@ -191,6 +192,7 @@ class DeliveryController(Controller):
         "/replays/{replay_id:str}",
         opt=requires_scope("deliveries:read"),
         summary="Progress of a recover",
+        **documented(403, 404, 422),
     )
     async def get_replay(self, request: Request[Any, Any, Any], replay_id: Id) -> ReplayProgress:
         resources = resources_of(request.app.state)
@@ -204,6 +206,7 @@ class DeliveryController(Controller):
         "/audit-log",
         opt=requires_scope("subscriptions:read"),
         summary="The tenant's audit log, newest first",
+        **documented(403, 422),
     )
     async def audit_log(
         self,

@@ -16,8 +16,10 @@ from sqlalchemy.exc import IntegrityError
 from app.clock import utcnow
 from app.delivery.fanout import EventDraft, enqueue_published, write_event
 from app.http.auth import principal_of, requires_scope
+from app.http.openapi_docs import documented
 from app.http.pagination import DEFAULT_LIMIT, MAX_LIMIT, decode_cursor, next_cursor
 from app.http.problems import ApiError, FieldError, invalid_field, not_found
+from app.http.query_rules import aware_time
 from app.http.resources import resources_of
 from app.store.events import get_event, list_events
 from app.store.idempotency import RememberedResponse, find_response, remember_response
@@ -98,6 +100,7 @@ class EventController(Controller):
             "Body: {type, data, occurred_at?, source_id?}; GET /v1/event-types has the JSON "
             "Schema and an example for each type."
         ),
+        **documented(403, 422, has_body=True, returns=(202, PublishAccepted)),
     )
     async def publish_event(self, request: Request[Any, Any, Any]) -> Response[bytes]:
         resources = resources_of(request.app.state)
@@ -176,7 +179,12 @@ class EventController(Controller):
             background=BackgroundTask(enqueue_published, resources.redis, published),
         )
 
-    @get("/events", opt=requires_scope("events:read"), summary="List events")
+    @get(
+        "/events",
+        opt=requires_scope("events:read"),
+        summary="List events",
+        **documented(403, 422),
+    )
     async def list_events(
         self,
         request: Request[Any, Any, Any],
@@ -189,13 +197,8 @@ class EventController(Controller):
     ) -> EventList:
         resources = resources_of(request.app.state)
         principal = principal_of(request)
-        for name, value in (("since", since), ("until", until)):
-            if value is not None and value.tzinfo is None:
-                raise ApiError(
-                    422,
-                    f"{name}: give a time zone (RFC 3339, e.g. 2026-01-31T00:00:00Z)",
-                    errors=[FieldError(field=name, message="time zone missing", source="query")],
-                )
+        since = aware_time(request, "since", since)
+        until = aware_time(request, "until", until)
         async with resources.engine.connect() as conn:
             rows = await list_events(
                 conn,
@@ -212,7 +215,12 @@ class EventController(Controller):
             next_cursor=next_cursor([r.id for r in rows], limit),
         )
 
-    @get("/events/{event_id:str}", opt=requires_scope("events:read"), summary="Read an event")
+    @get(
+        "/events/{event_id:str}",
+        opt=requires_scope("events:read"),
+        summary="Read an event",
+        **documented(403, 404, 422),
+    )
     async def get_event(
         self,
         request: Request[Any, Any, Any],
@@ -225,6 +233,10 @@ class EventController(Controller):
             raise not_found("event")
         return _decode_payload(found.payload)
 
-    @get("/event-types", summary="Event type catalogue: JSON Schema and an example per type")
+    @get(
+        "/event-types",
+        summary="Event type catalogue: JSON Schema and an example per type",
+        **documented(),
+    )
     async def event_types(self) -> EventTypeList:
         return _CATALOG

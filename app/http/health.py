@@ -10,6 +10,7 @@ import msgspec
 import sqlalchemy as sa
 from litestar import Request, Response, get
 
+from app.http.openapi_docs import documented
 from app.http.problems import problem_response
 from app.http.resources import resources_of
 
@@ -26,12 +27,24 @@ class Readiness(msgspec.Struct):
     checks: dict[str, str]
 
 
-@get("/healthz", exclude_from_auth=True, include_in_schema=True, tags=["operations"])
+@get(
+    "/healthz",
+    exclude_from_auth=True,
+    tags=["operations"],
+    summary="Liveness: the process runs",
+    **documented(authenticated=False),
+)
 async def healthz() -> Health:
     return Health(status="ok")
 
 
-@get("/readyz", exclude_from_auth=True, tags=["operations"])
+@get(
+    "/readyz",
+    exclude_from_auth=True,
+    tags=["operations"],
+    summary="Readiness: SQL and Redis answer",
+    **documented(503, authenticated=False, returns=(200, Readiness)),
+)
 async def readyz(request: Request[Any, Any, Any]) -> Response[Any]:
     resources = resources_of(request.app.state)
 

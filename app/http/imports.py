@@ -10,6 +10,7 @@ from litestar.params import PathParameter
 
 from app.delivery.fanout import enqueue_published
 from app.http.auth import principal_of, requires_scope
+from app.http.openapi_docs import documented
 from app.http.problems import ApiError, not_found
 from app.http.resources import resources_of
 from app.ingest.filing import file_events
@@ -34,6 +35,7 @@ class ImportController(Controller):
         status_code=200,
         opt={**requires_scope("sources:write"), "accepts_media": ("text/csv",)},
         summary="Import a sales export (CSV) into sale.completed events",
+        **documented(403, 404, 409, 422, has_body=True),
         description="Re-importing the same file creates no duplicates. Body: the CSV file, "
         "content-type text/csv; columns as configured in the source's settings.",
     )

@@ -4,19 +4,20 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Mapping
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 from urllib.parse import parse_qs
 
 import msgspec
 from litestar import Controller, Request, Response, post, route
+from litestar.openapi.datastructures import ResponseSpec
 from litestar.params import PathParameter
 
 from app.delivery.fanout import enqueue_published
+from app.http.openapi_docs import documented, problem_responses
 from app.http.problems import (
     NESTED_TOO_DEEPLY,
     ApiError,
     is_decoding_recursion,
-    problem_response,
 )
 from app.http.resources import Resources, resources_of
 from app.ingest import provider_auth
@@ -39,6 +40,18 @@ _NO_WEBHOOKS: Mapping[str, str] = {
 class Acknowledged(msgspec.Struct, kw_only=True):
     status: str  # "accepted", "duplicate" (seen before) or "ignored" (nothing to publish)
     events: list[str]
+
+
+OAuthErrorCode = Literal["invalid_request", "invalid_client", "unsupported_grant_type"]
+
+
+class OAuthError(msgspec.Struct, kw_only=True):
+    error: OAuthErrorCode
+    error_description: str
+
+
+# What provider-called routes can answer besides their success (never bearer-authenticated).
+_INGEST_PROBLEMS = documented(401, 403, 404, 422, 503, authenticated=False, has_body=True)
 
 
 class GrabToken(msgspec.Struct, kw_only=True):
@@ -119,6 +132,7 @@ class IngestController(Controller):
         "/{source_id:str}",
         status_code=200,
         summary="A provider's webhook (GoFood, ShopeeFood, custom POS; GrabFood Submit Order)",
+        **documented(401, 403, 404, 409, 422, 503, authenticated=False, has_body=True),
     )
     async def provider_webhook(
         self, request: Request[Any, Any, Any], source_id: SourceId
@@ -169,12 +183,30 @@ class IngestController(Controller):
         status_code=200,
         opt={"accepts_media": ("application/x-www-form-urlencoded",)},
         summary="GrabFood OAuth client-credentials token endpoint",
+        responses={
+            **problem_responses(413, 415, 422, 503),
+            **{
+                status: ResponseSpec(
+                    data_container=OAuthError,
+                    description=why,
+                    generate_examples=False,
+                )
+                for status, why in (
+                    (400, "RFC 6749 error: the grant type is not client_credentials"),
+                    (401, "RFC 6749 error: unknown client, or wrong client credentials"),
+                )
+            },
+        },
     )
     async def grab_token(
         self, request: Request[Any, Any, Any], source_id: SourceId
     ) -> Response[Any]:
         resources = resources_of(request.app.state)
-        source = await _source(resources, source_id, "grabfood")
+        try:
+            source = await _source(resources, source_id, "grabfood")
+        except ApiError:
+            # An unknown or disabled source is an unknown client to an OAuth client.
+            return _oauth_error(401, "invalid_client", "client authentication failed")
         raw = await request.body()
         media = request.headers.get("content-type", "").split(";")[0].strip().lower()
         fields: dict[str, str] = {}
@@ -191,13 +223,13 @@ class IngestController(Controller):
             fields = {}
         if fields.get("grant_type") != "client_credentials":
             return _oauth_error(
-                request, 400, "unsupported_grant_type", "grant_type must be client_credentials"
+                400, "unsupported_grant_type", "grant_type must be client_credentials"
             )
         if not provider_auth.grab_client_ok(
             source.credentials, fields.get("client_id", ""), fields.get("client_secret", "")
         ):
             INBOUND_REQUESTS.labels(provider="grabfood", outcome="bad_signature").inc()
-            return _oauth_error(request, 401, "invalid_client", "client authentication failed")
+            return _oauth_error(401, "invalid_client", "client authentication failed")
         token = provider_auth.issue_grab_token(source.id, source.credentials["client_secret"])
         return Response(
             GrabToken(
@@ -208,7 +240,12 @@ class IngestController(Controller):
             headers={"Cache-Control": "no-store"},
         )
 
-    @post("/{source_id:str}/order", status_code=200, summary="GrabFood Submit Order")
+    @post(
+        "/{source_id:str}/order",
+        status_code=200,
+        summary="GrabFood Submit Order",
+        **_INGEST_PROBLEMS,
+    )
     async def grab_submit_order(
         self, request: Request[Any, Any, Any], source_id: SourceId
     ) -> Acknowledged:
@@ -219,13 +256,19 @@ class IngestController(Controller):
         http_method=["PUT", "POST"],
         status_code=200,
         summary="GrabFood Push Order State",
+        **_INGEST_PROBLEMS,
     )
     async def grab_order_state(
         self, request: Request[Any, Any, Any], source_id: SourceId
     ) -> Acknowledged:
         return await _grab_call(request, source_id, grabfood.normalize_order_state)
 
-    @post("/{source_id:str}/menu/sync-state", status_code=200, summary="GrabFood menu sync state")
+    @post(
+        "/{source_id:str}/menu/sync-state",
+        status_code=200,
+        summary="GrabFood menu sync state",
+        **_INGEST_PROBLEMS,
+    )
     async def grab_menu_sync_state(
         self, request: Request[Any, Any, Any], source_id: SourceId
     ) -> Acknowledged:
@@ -235,6 +278,7 @@ class IngestController(Controller):
         "/{source_id:str}/integration/status",
         status_code=200,
         summary="GrabFood Push Integration Status",
+        **_INGEST_PROBLEMS,
     )
     async def grab_integration_status(
         self, request: Request[Any, Any, Any], source_id: SourceId
@@ -242,17 +286,12 @@ class IngestController(Controller):
         return await _grab_call(request, source_id, grabfood.normalize_integration_status)
 
 
-def _oauth_error(
-    request: Request[Any, Any, Any], status: int, error: str, description: str
-) -> Response[Any]:
-    """RFC 6749 error members inside a problem-details body: both kinds of client read it."""
-    problem = problem_response(request, status, description)
-    body = msgspec.structs.asdict(problem.content)
-    body = {k: v for k, v in body.items() if v is not None}
-    body |= {"error": error, "error_description": description}
+def _oauth_error(status: int, error: OAuthErrorCode, description: str) -> Response[OAuthError]:
+    """RFC 6749 section 5.2: a token endpoint's errors are this JSON object, which OAuth
+    clients parse; a problem-details body would not be understood by them."""
     return Response(
-        body,
+        OAuthError(error=error, error_description=description),
         status_code=status,
-        media_type="application/problem+json",
-        headers={"Cache-Control": "no-store"},
+        media_type="application/json",
+        headers={"Cache-Control": "no-store", "Pragma": "no-cache"},
     )

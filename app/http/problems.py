@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import logging
 import re
+from enum import Enum
 from http import HTTPStatus
-from typing import Any
+from typing import Any, Literal, get_args
 
 import asyncpg
 import msgspec
@@ -22,10 +23,14 @@ TYPE_BASE = "https://docs.pwbi.id/gateway/problems/"
 logger = logging.getLogger(__name__)
 
 
+# Where the offending value was: a query, header or path parameter, or the request body.
+FieldSource = Literal["query", "header", "path", "cookie", "body"]
+
+
 class FieldError(msgspec.Struct, kw_only=True, omit_defaults=True):
     field: str
     message: str
-    source: str | None = None
+    source: FieldSource | None = None
 
 
 class Problem(msgspec.Struct, kw_only=True, omit_defaults=True):
@@ -116,6 +121,7 @@ def _api_error(request: Request[Any, Any, Any], exc: ApiError) -> Response[Probl
     )
 
 
+_SOURCES: dict[str, FieldSource] = {s: s for s in get_args(FieldSource)}
 _AT_PATH = re.compile(r"^(?P<message>.*) - at `\$(?P<path>[^`]*)`$")
 _UNKNOWN_FIELD = re.compile(r"^Object contains unknown field `(?P<field>[^`]+)`")
 
@@ -124,7 +130,9 @@ def _field_error(item: dict[str, Any]) -> FieldError:
     """Turn msgspec's "Expected `int`, got `str` - at `$.timeout_s`" into field + message."""
     key = str(item.get("key") or "body")
     message = str(item.get("message", "invalid value"))
-    source = str(item["source"]) if item.get("source") else None
+    raw_source = item.get("source")
+    # The framework names sources with an enum whose str() is "ParamType.QUERY".
+    source = _SOURCES.get(raw_source.value if isinstance(raw_source, Enum) else str(raw_source))
     if key == "data":
         key = "body"
         if match := _AT_PATH.match(message):

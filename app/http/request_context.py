@@ -12,6 +12,7 @@ from litestar.enums import ScopeType
 from litestar.types import ASGIApp, Message, Receive, Scope, Send
 
 from app.http.problems import ApiError
+from app.http.query_rules import refuse_unknown_query
 from app.ids import new_ulid
 from app.log_config import request_id_var
 
@@ -68,6 +69,12 @@ class RequestContext:
                 },
             )
             request_id_var.reset(token)
+
+
+async def check_request(request: Request[Any, Any, Any]) -> None:
+    """before_request hook: the query string, then the body's media type."""
+    refuse_unknown_query(request)
+    await require_json_body(request)
 
 
 async def require_json_body(request: Request[Any, Any, Any]) -> None:

@@ -9,6 +9,7 @@ from litestar import Controller, Request, delete, get, patch, post
 from litestar.params import JSONBody, PathParameter, QueryParameter
 
 from app.http.auth import principal_of, requires_scope
+from app.http.openapi_docs import documented
 from app.http.pagination import DEFAULT_LIMIT, MAX_LIMIT, decode_cursor, next_cursor
 from app.http.problems import ApiError, invalid_field, not_found
 from app.http.resources import resources_of
@@ -29,6 +30,7 @@ class SourceController(Controller):
         status_code=201,
         opt=requires_scope("sources:write"),
         summary="Connect a provider",
+        **documented(403, 422, has_body=True),
         description="Returns ingest_url, the endpoints to configure at the provider, and the "
         "credentials it must use; credentials are shown only here and on rotation.",
     )
@@ -72,7 +74,12 @@ class SourceController(Controller):
             )
         return SourceWithCredentials(**msgspec.structs.asdict(created), credentials=shown)
 
-    @get("/", opt=requires_scope("sources:read"), summary="List sources")
+    @get(
+        "/",
+        opt=requires_scope("sources:read"),
+        summary="List sources",
+        **documented(403, 422),
+    )
     async def list_sources(
         self,
         request: Request[Any, Any, Any],
@@ -90,7 +97,12 @@ class SourceController(Controller):
             )
         return SourceList(data=rows, next_cursor=next_cursor([r.id for r in rows], limit))
 
-    @get("/{source_id:str}", opt=requires_scope("sources:read"), summary="Read a source")
+    @get(
+        "/{source_id:str}",
+        opt=requires_scope("sources:read"),
+        summary="Read a source",
+        **documented(403, 404, 422),
+    )
     async def get_source(self, request: Request[Any, Any, Any], source_id: SourceId) -> Source:
         resources = resources_of(request.app.state)
         async with resources.engine.connect() as conn:
@@ -101,7 +113,12 @@ class SourceController(Controller):
             raise not_found("source")
         return found
 
-    @patch("/{source_id:str}", opt=requires_scope("sources:write"), summary="Change a source")
+    @patch(
+        "/{source_id:str}",
+        opt=requires_scope("sources:write"),
+        summary="Change a source",
+        **documented(403, 404, 422, has_body=True),
+    )
     async def update_source(
         self, request: Request[Any, Any, Any], source_id: SourceId, data: JSONBody[SourceUpdate]
     ) -> Source:
@@ -126,6 +143,7 @@ class SourceController(Controller):
         status_code=204,
         opt=requires_scope("sources:write"),
         summary="Disconnect a source (its ingest URL answers 404 from then on)",
+        **documented(403, 404, 422),
     )
     async def delete_source(self, request: Request[Any, Any, Any], source_id: SourceId) -> None:
         resources = resources_of(request.app.state)
@@ -142,6 +160,7 @@ class SourceController(Controller):
         status_code=200,
         opt=requires_scope("sources:write"),
         summary="Replace the provider credentials (the old ones stop working at once)",
+        **documented(403, 404, 409, 422, has_body=True),
     )
     async def rotate_credentials(
         self, request: Request[Any, Any, Any], source_id: SourceId

@@ -12,6 +12,7 @@ from litestar.status_codes import HTTP_200_OK, HTTP_201_CREATED, HTTP_204_NO_CON
 from app.delivery.fanout import enqueue_published, write_event
 from app.delivery.replay import enqueue_recover, start_recover
 from app.http.auth import principal_of, requires_scope
+from app.http.openapi_docs import documented
 from app.http.pagination import DEFAULT_LIMIT, MAX_LIMIT, decode_cursor, next_cursor
 from app.http.problems import ApiError, FieldError, invalid_field, not_found
 from app.http.resources import Resources, resources_of
@@ -129,6 +130,7 @@ class SubscriptionController(Controller):
         status_code=HTTP_201_CREATED,
         opt=requires_scope("subscriptions:write"),
         summary="Create a subscription",
+        **documented(403, 422, has_body=True),
         description="Returns the signing secret; it is shown only here and on rotation.",
     )
     async def create_subscription(
@@ -151,7 +153,12 @@ class SubscriptionController(Controller):
             )
         return _with_secret(created, secret)
 
-    @get("/", opt=requires_scope("subscriptions:read"), summary="List subscriptions")
+    @get(
+        "/",
+        opt=requires_scope("subscriptions:read"),
+        summary="List subscriptions",
+        **documented(403, 422),
+    )
     async def list_subscriptions(
         self,
         request: Request[Any, Any, Any],
@@ -171,6 +178,7 @@ class SubscriptionController(Controller):
         "/{subscription_id:str}",
         opt=requires_scope("subscriptions:read"),
         summary="Read a subscription",
+        **documented(403, 404, 422),
     )
     async def get_subscription(
         self, request: Request[Any, Any, Any], subscription_id: SubscriptionId
@@ -188,6 +196,7 @@ class SubscriptionController(Controller):
         "/{subscription_id:str}",
         opt=requires_scope("subscriptions:write"),
         summary="Change a subscription",
+        **documented(403, 404, 422, has_body=True),
     )
     async def update_subscription(
         self,
@@ -227,6 +236,7 @@ class SubscriptionController(Controller):
         status_code=HTTP_204_NO_CONTENT,
         opt=requires_scope("subscriptions:write"),
         summary="Delete a subscription",
+        **documented(403, 404, 422),
         description="Stops future deliveries and cancels pending ones.",
     )
     async def delete_subscription(
@@ -249,6 +259,7 @@ class SubscriptionController(Controller):
         status_code=HTTP_200_OK,
         opt=requires_scope("subscriptions:write"),
         summary="Rotate the signing secret",
+        **documented(403, 404, 422, has_body=True),
         description="The old secret keeps signing beside the new one until the grace period ends.",
     )
     async def rotate_secret(
@@ -284,6 +295,7 @@ class SubscriptionController(Controller):
         status_code=HTTP_200_OK,
         opt=requires_scope("subscriptions:write"),
         summary="Enable a subscription",
+        **documented(403, 404, 422, has_body=True),
     )
     async def enable_subscription(
         self,
@@ -329,6 +341,7 @@ class SubscriptionController(Controller):
         status_code=HTTP_200_OK,
         opt=requires_scope("subscriptions:write"),
         summary="Pause a subscription",
+        **documented(403, 404, 422, has_body=True),
         description="Cancels its pending deliveries; nothing is sent until it is enabled again.",
     )
     async def disable_subscription(
@@ -353,6 +366,7 @@ class SubscriptionController(Controller):
         status_code=202,
         opt=requires_scope("subscriptions:write"),
         summary="Send a ping to this subscription only",
+        **documented(403, 404, 409, 422, has_body=True),
     )
     async def send_test_event(
         self, request: Request[Any, Any, Any], subscription_id: SubscriptionId
