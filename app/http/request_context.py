@@ -11,7 +11,7 @@ from litestar import Request
 from litestar.enums import ScopeType
 from litestar.types import ASGIApp, Message, Receive, Scope, Send
 
-from app.http.problems import ApiError
+from app.http.problems import ApiError, FieldError
 from app.http.query_rules import refuse_unknown_query
 from app.ids import new_ulid
 from app.log_config import request_id_var
@@ -19,6 +19,9 @@ from app.log_config import request_id_var
 logger = logging.getLogger("gateway.access")
 _SAFE_REQUEST_ID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
 _BODY_METHODS = frozenset({"POST", "PUT", "PATCH"})
+# A JSON string escape of U+0000 that is not itself an escaped backslash: no stored text can
+# hold NUL (PostgreSQL refuses it), so a body with one is refused before anything is stored.
+_ESCAPED_NUL = re.compile(rb"(?<!\\)(?:\\\\)*\\u0000")
 
 
 class RequestContext:
@@ -96,4 +99,11 @@ async def require_json_body(request: Request[Any, Any, Any]) -> None:
             415,
             "request body must be application/json"
             + (f", not {media_type}" if media_type else " (no content-type given)"),
+        )
+    body = await request.body()
+    if b"\\u0000" in body and _ESCAPED_NUL.search(body):
+        raise ApiError(
+            422,
+            "body: no string may contain NUL (U+0000)",
+            errors=[FieldError(field="body", message="must not contain NUL", source="body")],
         )

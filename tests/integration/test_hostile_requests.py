@@ -358,3 +358,32 @@ def test_only_a_decoder_running_out_of_depth_counts_as_the_clients_fault() -> No
     with pytest.raises(RecursionError) as ours:
         endless(0)
     assert not is_decoding_recursion(ours.value)
+
+
+# --- NUL in a body ------------------------------------------------------------------------
+
+
+async def test_a_nul_anywhere_in_a_json_body_is_422_and_stores_nothing(
+    client: Client, auth: dict[str, str], engine: AsyncEngine
+) -> None:
+    data = EXAMPLES["sale.completed"]["data"]
+    for body in (
+        {"type": "sale.completed", "data": data, "source_id": "src_\u0000"},
+        {"type": "sale.completed", "data": {**data, "note": "a\u0000b"}},
+    ):
+        response = await client.post(
+            "/v1/events",
+            content=json.dumps(body).encode(),
+            headers={**auth, "content-type": "application/json"},
+        )
+        assert_problem(response, 422)
+        assert response.json()["errors"][0]["field"] == "body"
+    listed = await client.get("/v1/events", headers=auth)
+    assert listed.json()["data"] == []
+    # An escaped backslash before "u0000" is the text \u0000, not a NUL: accepted.
+    kept = await client.post(
+        "/v1/events",
+        content=json.dumps({"type": "ping", "data": {"message": "\\u0000"}}).encode(),
+        headers={**auth, "content-type": "application/json"},
+    )
+    assert kept.status_code == 202, kept.text
