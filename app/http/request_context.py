@@ -7,6 +7,7 @@ import re
 import time
 from typing import Any
 
+import msgspec
 from litestar import Request
 from litestar.enums import ScopeType
 from litestar.types import ASGIApp, Message, Receive, Scope, Send
@@ -102,8 +103,31 @@ async def require_json_body(request: Request[Any, Any, Any]) -> None:
         )
     body = await request.body()
     if b"\\u0000" in body and _ESCAPED_NUL.search(body):
+        field = _nul_path(body)
         raise ApiError(
             422,
-            "body: no string may contain NUL (U+0000)",
-            errors=[FieldError(field="body", message="must not contain NUL", source="body")],
+            f"{field}: must not contain NUL (U+0000)",
+            errors=[FieldError(field=field, message="must not contain NUL", source="body")],
         )
+
+
+def _nul_path(body: bytes) -> str:
+    """The dotted path of the first key or string holding NUL ("body" if it cannot be told)."""
+    try:
+        document = msgspec.json.decode(body)
+    except (msgspec.DecodeError, RecursionError):
+        return "body"
+    pending: list[tuple[str, Any]] = [("", document)]
+    while pending:
+        path, value = pending.pop()
+        if isinstance(value, str) and "\x00" in value:
+            return path or "body"
+        if isinstance(value, dict):
+            for key, item in value.items():
+                child = f"{path}.{key}" if path else key
+                if "\x00" in key:
+                    return child.replace("\x00", "")
+                pending.append((child, item))
+        elif isinstance(value, list):
+            pending.extend((f"{path}[{i}]", item) for i, item in enumerate(value))
+    return "body"

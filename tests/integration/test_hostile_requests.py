@@ -367,9 +367,9 @@ async def test_a_nul_anywhere_in_a_json_body_is_422_and_stores_nothing(
     client: Client, auth: dict[str, str], engine: AsyncEngine
 ) -> None:
     data = EXAMPLES["sale.completed"]["data"]
-    for body in (
-        {"type": "sale.completed", "data": data, "source_id": "src_\u0000"},
-        {"type": "sale.completed", "data": {**data, "note": "a\u0000b"}},
+    for body, field in (
+        ({"type": "sale.completed", "data": data, "source_id": "src_\u0000"}, "source_id"),
+        ({"type": "sale.completed", "data": {**data, "note": "a\u0000b"}}, "data.note"),
     ):
         response = await client.post(
             "/v1/events",
@@ -377,7 +377,7 @@ async def test_a_nul_anywhere_in_a_json_body_is_422_and_stores_nothing(
             headers={**auth, "content-type": "application/json"},
         )
         assert_problem(response, 422)
-        assert response.json()["errors"][0]["field"] == "body"
+        assert response.json()["errors"][0]["field"] == field
     listed = await client.get("/v1/events", headers=auth)
     assert listed.json()["data"] == []
     # An escaped backslash before "u0000" is the text \u0000, not a NUL: accepted.
