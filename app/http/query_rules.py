@@ -16,7 +16,7 @@ from litestar.params import ParameterKwarg
 from app.http.problems import ApiError, FieldError, FieldSource
 
 _RFC3339 = re.compile(r"^\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}")
-_declared: dict[int, frozenset[str]] = {}
+_DECLARED = "query_names"
 
 
 def _query_names(handler: HTTPRouteHandler) -> frozenset[str]:
@@ -35,7 +35,7 @@ def _query_names(handler: HTTPRouteHandler) -> frozenset[str]:
     return frozenset(names)
 
 
-def _nul_refused(field: str, source: FieldSource) -> ApiError:
+def nul_refused(field: str, source: FieldSource) -> ApiError:
     # No stored text can hold NUL (PostgreSQL refuses it), so no id or filter has one.
     return ApiError(
         422,
@@ -46,17 +46,19 @@ def _nul_refused(field: str, source: FieldSource) -> ApiError:
 
 def refuse_unknown_query(request: Request[Any, Any, Any]) -> None:
     if "\x00" in request.scope["path"]:
-        raise _nul_refused("path", "path")
+        raise nul_refused("path", "path")
     if not request.scope.get("query_string"):
         return  # the common case costs one lookup
     handler = request.route_handler
-    declared = _declared.get(id(handler))
+    # Kept on the handler itself: a cache keyed by id() would hand a new app's handler the
+    # names of a collected one that had the same id.
+    declared = handler.opt.get(_DECLARED)
     if declared is None:
-        declared = _declared[id(handler)] = _query_names(handler)
+        declared = handler.opt[_DECLARED] = _query_names(handler)
     params = request.query_params
     for name, value in params.multi_items():
         if "\x00" in name or "\x00" in value:
-            raise _nul_refused(name.replace("\x00", ""), "query")
+            raise nul_refused(name.replace("\x00", ""), "query")
     errors = [
         FieldError(field=name, message="not a parameter of this operation", source="query")
         for name in params
