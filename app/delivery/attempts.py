@@ -347,15 +347,8 @@ class AttemptRunner:
         except Exception as exc:
             # SecretUnreadable's own text names no secret; any other text might quote the
             # URL or a header value, so only the exception's type is kept.
+            # The attempt's own failure line (in _attempt) logs it with the delivery's id.
             why = str(exc) if isinstance(exc, SecretUnreadable) else type(exc).__name__
-            logger.warning(
-                "delivery request could not be built",
-                extra={
-                    "delivery_id": claim.delivery_id,
-                    "attempt": claim.attempt,
-                    "error": type(exc).__name__,
-                },
-            )
             return PostResult(
                 status_code=None,
                 body_head=None,

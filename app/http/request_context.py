@@ -12,8 +12,8 @@ from litestar import Request
 from litestar.enums import ScopeType
 from litestar.types import ASGIApp, Message, Receive, Scope, Send
 
-from app.http.problems import ApiError, FieldError
-from app.http.query_rules import refuse_unknown_query
+from app.http.problems import ApiError
+from app.http.query_rules import nul_refused, refuse_unknown_query
 from app.ids import new_ulid
 from app.log_config import request_id_var
 
@@ -103,12 +103,7 @@ async def require_json_body(request: Request[Any, Any, Any]) -> None:
         )
     body = await request.body()
     if b"\\u0000" in body and _ESCAPED_NUL.search(body):
-        field = _nul_path(body)
-        raise ApiError(
-            422,
-            f"{field}: must not contain NUL (U+0000)",
-            errors=[FieldError(field=field, message="must not contain NUL", source="body")],
-        )
+        raise nul_refused(_nul_path(body), "body")
 
 
 def _nul_path(body: bytes) -> str:
