@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import os
 import secrets
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from urllib.parse import urlsplit
 
 import asyncpg
+import pytest
 import redis
 
 POSTGRES_URL = os.environ.get(
@@ -62,6 +65,22 @@ def create_postgres_database() -> tuple[str, str]:
     asyncio.run(create())
     base = POSTGRES_URL.rsplit("/", 1)[0].replace("postgresql://", "postgresql+asyncpg://", 1)
     return f"{base}/{name}", name
+
+
+@contextlib.contextmanager
+def throwaway_postgres_database() -> Iterator[str]:
+    """A fresh database's SQLAlchemy url for one test, dropped after it; the test skips
+    without PostgreSQL, or fails when the run requires it."""
+    problem = postgres_available()
+    if problem:
+        if "postgresql" in REQUIRED:
+            pytest.fail(f"PostgreSQL required: {problem}")
+        pytest.skip(problem)
+    url, name = create_postgres_database()
+    try:
+        yield url
+    finally:
+        drop_postgres_database(name)
 
 
 def drop_postgres_database(name: str) -> None:

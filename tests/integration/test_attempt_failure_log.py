@@ -14,9 +14,6 @@ from app.log_config import JsonFormatter
 from tests.e2e.stack import Receiver
 from tests.integration import test_attempt_runner as attempt_runner_tests
 
-# The runner and receiver fixtures of the attempt runner's own tests.
-runner = attempt_runner_tests.runner
-receiver = attempt_runner_tests.receiver
 _deliveries_to = attempt_runner_tests._deliveries_to
 
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import itertools
 import time
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from typing import Any
 
@@ -17,11 +16,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from app.delivery.admission import PARK_LIMIT_S
 from app.delivery.attempts import AttemptRunner
 from app.delivery.fanout import write_event
-from app.delivery.http_client import WebhookClient
-from app.delivery.isolation import SubscriptionLimiter
 from app.security.secret_box import SecretBox, new_webhook_secret
-from app.security.ssrf import AddressPolicy, parse_allow_cidrs
-from app.settings import Settings
 from app.store.attempt_sql import attempt_statements
 from app.store.driver_sql import DriverStatement
 from app.store.subscriptions import insert_subscription
@@ -30,37 +25,7 @@ from app.store.unfinished import sync_unfinished
 from contracts.api import SubscriptionCreate
 from contracts.canonical import EventSource, PingData
 from tests.e2e.stack import Receiver
-from workers.queue import QUEUE_NAME, queue_connection
-
-
-@pytest.fixture
-async def receiver() -> AsyncIterator[Receiver]:
-    receiver = Receiver()
-    await receiver.start()
-    yield receiver
-    await receiver.stop()
-
-
-@pytest.fixture
-async def runner(
-    engine: AsyncEngine, settings: Settings, redis_url: str
-) -> AsyncIterator[AttemptRunner]:
-    queue = queue_connection(redis_url)
-    await queue.flushdb()
-    client = WebhookClient(AddressPolicy(allow_cidrs=parse_allow_cidrs("127.0.0.1/32")))
-    await client.start()
-    runner = AttemptRunner(
-        engine=engine,
-        queue=queue,
-        client=client,
-        limiter=SubscriptionLimiter(queue),
-        secret_box=SecretBox(()),
-        settings=settings,
-    )
-    yield runner
-    await runner.close()
-    await client.close()
-    await queue.aclose()
+from workers.queue import QUEUE_NAME
 
 
 async def _deliveries_to(

@@ -212,13 +212,5 @@ def test_the_upgrade_keeps_filed_events_and_dedupes_per_source(tmp_path: Path) -
 
 
 def test_the_upgrade_keeps_filed_events_and_dedupes_per_source_on_postgresql() -> None:
-    problem = backends.postgres_available()
-    if problem:
-        if "postgresql" in backends.REQUIRED:
-            pytest.fail(f"PostgreSQL required: {problem}")
-        pytest.skip(problem)
-    url, name = backends.create_postgres_database()
-    try:
+    with backends.throwaway_postgres_database() as url:
         _upgrade_keeps_filed_events(url)
-    finally:
-        backends.drop_postgres_database(name)

@@ -14,7 +14,6 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-import pytest
 import sqlalchemy as sa
 from alembic import command
 from litestar import Litestar
@@ -208,13 +207,5 @@ def test_the_upgrade_keeps_orders_in_progress_and_keys_them_per_source(tmp_path:
 
 
 def test_the_upgrade_keeps_orders_in_progress_and_keys_them_per_source_on_postgresql() -> None:
-    problem = backends.postgres_available()
-    if problem:
-        if "postgresql" in backends.REQUIRED:
-            pytest.fail(f"PostgreSQL required: {problem}")
-        pytest.skip(problem)
-    url, name = backends.create_postgres_database()
-    try:
+    with backends.throwaway_postgres_database() as url:
         _upgrade_keeps_orders_in_progress(url)
-    finally:
-        backends.drop_postgres_database(name)

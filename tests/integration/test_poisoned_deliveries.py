@@ -7,62 +7,27 @@ deliveries claimed in the same batch.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 
-import pytest
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from app.delivery.attempts import AttemptRunner
 from app.delivery.fanout import write_event
-from app.delivery.http_client import WebhookClient
-from app.delivery.isolation import SubscriptionLimiter
 from app.security.secret_box import SecretBox, new_webhook_secret
-from app.security.ssrf import AddressPolicy, parse_allow_cidrs
 from app.settings import Settings
 from app.store.subscriptions import insert_subscription
 from app.store.tables import attempts, deliveries, unfinished_deliveries
 from contracts.api import SubscriptionCreate
 from contracts.canonical import EventSource, PingData
 from tests.e2e.stack import Receiver
-from workers.queue import QUEUE_NAME, queue_connection
+from workers.queue import QUEUE_NAME
 
 # Each breaks the request in a different place: aiohttp refuses the header while writing it,
 # or the signing secret cannot be opened before anything is written.
 POISONED_HEADERS = {"X-Bad": "a\u0001b"}
 INJECTED_LINE = {"X-Bad": "a\r\nX-Injected: yes"}
 UNREADABLE_SECRET = "fernet:not-a-token-this-worker-can-open"
-
-
-@pytest.fixture
-async def receiver() -> AsyncIterator[Receiver]:
-    receiver = Receiver()
-    await receiver.start()
-    yield receiver
-    await receiver.stop()
-
-
-@pytest.fixture
-async def runner(
-    engine: AsyncEngine, settings: Settings, redis_url: str
-) -> AsyncIterator[AttemptRunner]:
-    queue = queue_connection(redis_url)
-    await queue.flushdb()
-    client = WebhookClient(AddressPolicy(allow_cidrs=parse_allow_cidrs("127.0.0.1/32")))
-    await client.start()
-    runner = AttemptRunner(
-        engine=engine,
-        queue=queue,
-        client=client,
-        limiter=SubscriptionLimiter(queue),
-        secret_box=SecretBox(()),
-        settings=settings,
-    )
-    yield runner
-    await runner.close()
-    await client.close()
-    await queue.aclose()
 
 
 async def _delivery_to(

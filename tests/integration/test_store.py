@@ -128,19 +128,11 @@ def test_migrations_downgrade_to_nothing_and_back(tmp_path: object) -> None:
 
 def test_migrations_downgrade_to_nothing_and_back_on_postgresql() -> None:
     """Also the steps that run outside a transaction there (indexes built CONCURRENTLY)."""
-    problem = backends.postgres_available()
-    if problem:
-        if "postgresql" in backends.REQUIRED:
-            pytest.fail(f"PostgreSQL required: {problem}")
-        pytest.skip(problem)
-    url, name = backends.create_postgres_database()
-    try:
+    with backends.throwaway_postgres_database() as url:
         config = alembic_config(url)
         command.upgrade(config, "head")
         command.downgrade(config, "base")
         command.upgrade(config, "head")
-    finally:
-        backends.drop_postgres_database(name)
 
 
 async def test_a_statement_on_the_driver_connection_takes_its_parameters_by_name(
